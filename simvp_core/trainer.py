@@ -1,0 +1,267 @@
+"""The training loop: Adam + OneCycleLR per step on Moving MNIST generated on the fly.
+
+A library first (the search drives `Trainer.train_epoch` and reports after each epoch), with
+`run_training` as the loop the CLI uses. Every epoch reseeds its own data stream and the global
+RNG from (seed, epoch), so resuming after epoch k reproduces an uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from simvp_core import data
+from simvp_core.config import TrainConfig
+from simvp_core.losses import total_loss
+from simvp_core.metrics import MetricAccumulator
+from simvp_core.models import build_model, count_params
+
+VAL_SEED = 1_000_003  # the validation set is the same for every trial, whatever its seed
+TEST_SEED = 2_000_003  # seed of the generated stand-in test set
+CHECKPOINT_VERSION = 1
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite: the run cannot recover, and retrying repeats it."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A distinct, reproducible seed per (run seed, epoch, stream)."""
+    return (seed * 1_000_003 + epoch * 7_919 + stream) % (2**63 - 1)
+
+
+class Trainer:
+    """One SimVP training run, advanced one epoch at a time."""
+
+    def __init__(self, cfg: TrainConfig, train_digits: Tensor | None = None,
+                 test_digits: Tensor | None = None, data_dir: str | Path | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.amp_dtype = torch.bfloat16 if (cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")) else None
+        if train_digits is None:
+            train_digits = data.load_mnist("train", data_dir)
+        if test_digits is None and not data.has_standard_test_set(data_dir):
+            test_digits = data.load_mnist("test", data_dir)
+        self.train_digits = train_digits.to(self.device)
+
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.preset, **cfg.model_overrides()).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.n_params = count_params(self.model)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+
+        self.steps_per_epoch = max(1, cfg.train_size // cfg.batch_size)
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=fused)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch)
+
+        self.val_set = data.make_fixed_set(train_digits, cfg.val_size, VAL_SEED)
+        self.test_set, self.test_set_source = data.load_test_set(
+            cfg.test_size, TEST_SEED, data_dir=data_dir, digits=test_digits)
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _loss(self, seqs: Tensor) -> Tensor:
+        inputs, targets = data.split_frames(seqs)
+        with self._autocast():
+            preds = self.forward(inputs)
+        loss, _ = total_loss(preds.float(), targets, self.cfg.lambda_gdl, self.cfg.lambda_ddr,
+                             self.cfg.ddr_tau)
+        return loss
+
+    def train_epoch(self) -> dict:
+        """Train one epoch, then validate; returns (and appends to history) the epoch's row."""
+        cfg = self.cfg
+        if self.epoch >= cfg.epochs:
+            raise RuntimeError(f"all {cfg.epochs} epochs are done; nothing left to train")
+        epoch = self.epoch + 1
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch, 0))
+        gen = torch.Generator(device=self.device).manual_seed(_epoch_seed(cfg.seed, epoch, 1))
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        pending = torch.zeros((), device=self.device)
+        start = time.perf_counter()
+        for step in range(1, self.steps_per_epoch + 1):
+            seqs = data.generate_sequences(self.train_digits, cfg.batch_size, gen)
+            if cfg.augment != "none":
+                seqs = data.augment(seqs, cfg.augment, gen)
+            loss = self._loss(seqs)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            pending += loss.detach()
+            if step % cfg.sync_every == 0 or step == self.steps_per_epoch:
+                value = float(pending)  # the only host sync: once every sync_every steps
+                if not math.isfinite(value):
+                    raise DivergedError(
+                        f"loss became {value} in epoch {epoch} by step {step}; "
+                        f"lower lr (now {cfg.lr}) or the loss weights")
+                loss_sum += pending
+                pending.zero_()
+        train_seconds = time.perf_counter() - start
+        val = self.evaluate("val")
+        epoch_seconds = time.perf_counter() - start
+        self.epoch = epoch
+        row = {
+            "epoch": epoch,
+            "loss": float(loss_sum) / self.steps_per_epoch,
+            **{f"val_{k}": v for k, v in val.items()},
+            "lr": self.scheduler.get_last_lr()[0],
+            "seconds": train_seconds,
+            "seq_per_s": self.steps_per_epoch * cfg.batch_size / train_seconds,
+            "epoch_seconds": epoch_seconds,
+        }
+        self.history.append(row)
+        return row
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    def _sets(self, split: str) -> Tensor:
+        if split == "val":
+            return self.val_set
+        if split == "test":
+            return self.test_set
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> dict:
+        """MSE, MAE, SSIM (data range 2.0), PSNR over the whole split, batched on the device."""
+        seqs = self._sets(split)
+        self.model.eval()
+        acc = MetricAccumulator()
+        for i in range(0, len(seqs), self.cfg.eval_batch_size):
+            batch = data.to_float(seqs[i:i + self.cfg.eval_batch_size].to(self.device))
+            inputs, targets = data.split_frames(batch)
+            with self._autocast():
+                preds = self.forward(inputs)
+            acc.update(preds.float(), targets)
+        return acc.compute()
+
+    @torch.no_grad()
+    def predict(self, n: int = 4, split: str = "test") -> tuple[Tensor, Tensor, Tensor]:
+        """Inputs, targets and predictions of the first n sequences of a split, on the CPU."""
+        batch = data.to_float(self._sets(split)[:n].to(self.device))
+        inputs, targets = data.split_frames(batch)
+        self.model.eval()
+        with self._autocast():
+            preds = self.forward(inputs)
+        return inputs.cpu(), targets.cpu(), preds.float().cpu()
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "history": json.dumps(self.history),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = TrainConfig.from_dict(state["config"])
+        if _learning_fields(saved) != _learning_fields(self.cfg):
+            diff = {k: (v, getattr(self.cfg, k)) for k, v in _learning_fields(saved).items()
+                    if getattr(self.cfg, k) != v}
+            raise ValueError(f"checkpoint was made with a different config (saved, now): {diff}; "
+                             "resume with the same settings or start a new run")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.epoch = int(state["epoch"])
+        self.history = json.loads(state["history"])
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Write atomically: a run killed mid-write keeps its previous checkpoint."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+
+def _learning_fields(cfg: TrainConfig) -> dict:
+    """The fields that change what is learned; execution fields may differ on resume."""
+    execution = {"device", "eval_batch_size", "amp", "channels_last", "compile", "sync_every"}
+    return {k: v for k, v in cfg.to_dict().items() if k not in execution}
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
+                 data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train to the end, checkpointing every epoch; writes and returns `out_dir/metrics.json`."""
+    out = Path(out_dir)
+    ckpt, metrics_path = out / "checkpoint.pt", out / "metrics.json"
+    if not resume and (ckpt.exists() or metrics_path.exists()):
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose "
+                              "another --out")
+    if resume and not ckpt.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}; run without --resume to start")
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, data_dir=data_dir)
+    if resume:
+        trainer.load_checkpoint(ckpt)
+        log(f"resumed from {ckpt} after epoch {trainer.epoch}")
+    log(f"{cfg.preset}: {trainer.n_params / 1e6:.3f}M parameters on {trainer.device}; "
+        f"test set: {trainer.test_set_source}")
+    while trainer.epoch < cfg.epochs:
+        epoch_start = time.perf_counter()
+        row = trainer.train_epoch()
+        trainer.save_checkpoint(ckpt)
+        eta = (time.perf_counter() - epoch_start) * (cfg.epochs - trainer.epoch)
+        log(f"epoch {row['epoch']}/{cfg.epochs}  loss {row['loss']:.5f}  val_mse {row['val_mse']:.3f}  "
+            f"{row['seq_per_s']:.1f} seq/s  ETA {_format_eta(eta)}")
+    test_start = time.perf_counter()
+    test = trainer.evaluate("test")
+    test_seconds = time.perf_counter() - test_start
+    result = {
+        "test": test,
+        "test_set": trainer.test_set_source,
+        "val": {k[4:]: v for k, v in trainer.history[-1].items() if k.startswith("val_")},
+        "params": trainer.n_params,
+        "epochs": trainer.epoch,
+        "seconds": sum(r["epoch_seconds"] for r in trainer.history) + test_seconds,
+        "config": cfg.to_dict(),
+        "history": trainer.history,
+    }
+    tmp = metrics_path.with_name("metrics.json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, metrics_path)
+    log("test " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()) + f"  -> {metrics_path}")
+    return result

@@ -1,0 +1,117 @@
+"""Trainer: OneCycle per step, deterministic per seed, exact resume, divergence detection."""
+
+import math
+
+import pytest
+import torch
+
+from simvp_core.config import TrainConfig
+from simvp_core.data import load_mnist
+from simvp_core.trainer import DivergedError, Trainer
+
+TINY = dict(preset="simvpv2", c_s=4, c_t=8, n_t=2, train_size=16, val_size=8, test_size=8,
+            batch_size=8, eval_batch_size=8, epochs=2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir):
+    return load_mnist("train", mnist_dir)[:2000], load_mnist("test", mnist_dir)[:1000]
+
+
+def make(digits, **changes):
+    return Trainer(TrainConfig(**{**TINY, **changes}), train_digits=digits[0], test_digits=digits[1])
+
+
+def test_one_cycle_is_stepped_every_iteration_with_torch_defaults(digits):
+    trainer = make(digits, epochs=3, train_size=40)  # 5 steps per epoch, 15 in all
+    lrs = [trainer.scheduler.get_last_lr()[0]]
+    for _ in range(3):
+        trainer.train_epoch()
+        lrs.append(trainer.history[-1]["lr"])
+    total, peak = 15, 1e-3
+    initial, final = peak / 25, peak / 25 / 1e4
+    up_end = 0.3 * total - 1
+
+    def expected(step):  # cosine phases, written out from OneCycleLR's documented defaults
+        if step <= up_end:
+            start, end, pct = initial, peak, step / up_end
+        else:
+            start, end, pct = peak, final, (step - up_end) / (total - 1 - up_end)
+        return end + (start - end) / 2 * (1 + math.cos(math.pi * pct))
+
+    assert lrs[0] == pytest.approx(initial)
+    for epoch in (1, 2, 3):
+        assert lrs[epoch] == pytest.approx(expected(5 * epoch), rel=1e-6)
+    assert lrs[3] == pytest.approx(final, rel=1e-3)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(digits):
+    a, b, c = make(digits), make(digits), make(digits, seed=7)
+    ra, rb, rc = a.train_epoch(), b.train_epoch(), c.train_epoch()
+    assert ra["loss"] == rb["loss"] and ra["val_mse"] == rb["val_mse"]
+    assert ra["loss"] != rc["loss"]
+
+
+def test_history_rows_hold_loss_validation_metrics_and_speed(digits):
+    row = make(digits).train_epoch()
+    assert {"epoch", "loss", "val_mse", "val_mae", "val_ssim", "val_psnr", "lr", "seconds",
+            "seq_per_s"} <= set(row)
+    assert row["epoch"] == 1 and row["val_mse"] > 0 and 0 < row["val_ssim"] <= 1
+
+
+def test_resume_after_an_epoch_equals_an_uninterrupted_run(digits, tmp_path):
+    straight = make(digits, augment="crop+flip", drop_path=0.1, lambda_gdl=0.5, lambda_ddr=0.1)
+    straight.train_epoch()
+    straight.train_epoch()
+
+    first = make(digits, augment="crop+flip", drop_path=0.1, lambda_gdl=0.5, lambda_ddr=0.1)
+    first.train_epoch()
+    first.save_checkpoint(tmp_path / "ckpt.pt")
+    torch.manual_seed(999)  # whatever happened in between must not matter
+    resumed = make(digits, augment="crop+flip", drop_path=0.1, lambda_gdl=0.5, lambda_ddr=0.1)
+    resumed.load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed.epoch == 1
+    resumed.train_epoch()
+
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert resumed.history[-1]["val_mse"] == straight.history[-1]["val_mse"]
+    assert resumed.evaluate("test") == straight.evaluate("test")
+
+
+def test_checkpoint_loads_with_weights_only(digits, tmp_path):
+    trainer = make(digits)
+    trainer.train_epoch()
+    trainer.save_checkpoint(tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert state["epoch"] == 1 and {"model", "optimizer", "scheduler", "rng_cpu"} <= set(state)
+
+
+def test_a_checkpoint_of_another_config_is_refused(digits, tmp_path):
+    trainer = make(digits)
+    trainer.train_epoch()
+    trainer.save_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="different config"):
+        make(digits, lr=3e-3).load_checkpoint(tmp_path / "c.pt")
+    make(digits, sync_every=1).load_checkpoint(tmp_path / "c.pt")  # execution settings may differ
+
+
+def test_a_nan_loss_raises_diverged(digits):
+    trainer = make(digits, sync_every=1)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(DivergedError, match="nan"):
+        trainer.train_epoch()
+
+
+def test_training_past_the_last_epoch_is_an_error(digits):
+    trainer = make(digits, epochs=1)
+    trainer.train_epoch()
+    with pytest.raises(RuntimeError, match="epochs are done"):
+        trainer.train_epoch()
+
+
+def test_predict_returns_inputs_targets_and_predictions(digits):
+    inputs, targets, preds = make(digits).predict(3)
+    assert inputs.shape == targets.shape == preds.shape == (3, 10, 1, 64, 64)
+    assert inputs.device.type == "cpu" and preds.dtype == torch.float32
