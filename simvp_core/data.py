@@ -1,0 +1,316 @@
+"""Moving MNIST data: MNIST digits from IDX files, sequences generated on the fly, augmentation.
+
+Follows section 4 of the reference facts: 20 frames of 64x64, two bouncing 28x28 digits combined
+with an element-wise max, inputs frames 0-9 and targets frames 10-19, values / 255.
+Everything is vectorised torch on the digits' device; randomness comes only from the
+`torch.Generator` passed in, so a seed fixes the data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from simvp_core.config import AUGMENTATIONS
+
+ENV_DATA_DIR = "SIMVP_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+SAMPLE = "sample"  # the literal data_dir that selects the small sample shipped in the package
+SAMPLE_FILE = Path(__file__).parent / "sample" / "mnist_sample.npz"
+TEST_SEQ_FILE = "mnist_test_seq.npy"
+TEST_SET_STANDARD = "mnist_test_seq.npy (standard Moving MNIST test set)"
+
+NUM_FRAMES = 20
+INPUT_FRAMES = 10
+FRAME_SIZE = 64
+STEP = 0.1  # distance moved per frame, in units of the free range [0, 1]
+CROP_SCALE = 0.94  # crop augmentation: upscale by 1 / 0.94 (64 -> 68), crop back to 64
+FLIP_P = 0.75  # each stage of the flip cascade fires with this probability
+
+_IMAGE_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+_IDX_IMAGES_MAGIC = 0x00000803
+_MNIST_FILES = ("train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The MNIST files are not where the data directory says they should be."""
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data folder: the argument, else $SIMVP_DATA_DIR, else ./data."""
+    if data_dir is None:
+        data_dir = os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR
+    return Path(data_dir).expanduser()
+
+
+def _is_sample(data_dir: str | Path | None) -> bool:
+    """True when data_dir (or $SIMVP_DATA_DIR when it is None) is the literal 'sample'."""
+    raw = os.environ.get(ENV_DATA_DIR) if data_dir is None else data_dir
+    return raw is not None and os.fspath(raw) == SAMPLE
+
+
+def load_mnist(split: str = "train", data_dir: str | Path | None = None) -> Tensor:
+    """MNIST images of one split as a uint8 (N, 28, 28) tensor (train 60000, test 10000).
+
+    Reads `<data_dir>/MNIST/raw/{train,t10k}-images-idx3-ubyte[.gz]`. data_dir == "sample"
+    selects the small sample shipped in the package (1000 train, 500 test digits).
+    """
+    if split not in _IMAGE_FILES:
+        raise ValueError(f"split must be one of {', '.join(_IMAGE_FILES)}; got {split!r}")
+    if _is_sample(data_dir):
+        return torch.from_numpy(_read_sample(str(SAMPLE_FILE))[split].copy())
+    folder = resolve_data_dir(data_dir)
+    raw = folder / "MNIST" / "raw"
+    name = _IMAGE_FILES[split]
+    for path in (raw / f"{name}.gz", raw / name):
+        if path.is_file():
+            return torch.from_numpy(_read_idx_images(str(path.resolve())).copy())
+    where = folder.resolve()
+    missing = "" if folder.is_dir() else " (the folder does not exist)"
+    raise DataNotFoundError(
+        f"MNIST {split} images not found: looked for {raw.resolve() / name}.gz (or unpacked "
+        f"{name}) under data dir {where}{missing}; fix: pass --data-dir DIR, set {ENV_DATA_DIR}=DIR, "
+        f"or copy the four MNIST files ({_MNIST_FILES}) into {where / 'MNIST' / 'raw'} "
+        f"(or use --data-dir {SAMPLE} for the small bundled sample)")
+
+
+@lru_cache(maxsize=8)
+def _read_idx_images(path: str) -> np.ndarray:
+    """Parse an IDX image file (gzipped or not) into a read-only uint8 (N, rows, cols) array."""
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = Path(path).read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: cannot decompress ({e}); replace it with an intact copy "
+                         f"of the MNIST file") from e
+    if len(data) < 16:
+        raise ValueError(f"{path}: only {len(data)} bytes, too short for an IDX header; "
+                         f"replace it with an intact copy of the MNIST file")
+    magic, n, rows, cols = (int(v) for v in np.frombuffer(data, ">u4", count=4))
+    if magic != _IDX_IMAGES_MAGIC:
+        raise ValueError(f"{path}: IDX magic {magic:#010x}, expected {_IDX_IMAGES_MAGIC:#010x} "
+                         f"(an images file); check that it is the right MNIST file")
+    if (rows, cols) != (28, 28) or len(data) != 16 + n * rows * cols:
+        raise ValueError(f"{path}: header says {n} images of {rows}x{cols} but the file holds "
+                         f"{len(data) - 16} data bytes (truncated or corrupt); replace it with "
+                         f"an intact copy of the MNIST file")
+    images = np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols)
+    images.flags.writeable = False
+    return images
+
+
+@lru_cache(maxsize=1)
+def _read_sample(path: str) -> dict[str, np.ndarray]:
+    """The bundled sample's arrays ('train', 'test'), read once."""
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def bounce_positions(start: Tensor, velocity: Tensor, num_frames: int = NUM_FRAMES,
+                     step: float = STEP) -> Tensor:
+    """Positions (..., num_frames, 2) in [0, 1] of points moving from `start` (..., 2).
+
+    The position is stepped before each frame; a coordinate leaving [0, 1] is clamped there and
+    its velocity component flips (the Moving MNIST bounce).
+    """
+    pos, vel = start, velocity
+    frames = []
+    for _ in range(num_frames):
+        pos = pos + vel * step
+        out = (pos <= 0) | (pos >= 1)
+        vel = torch.where(out, -vel, vel)
+        pos = pos.clamp(0.0, 1.0)
+        frames.append(pos)
+    return torch.stack(frames, dim=-2)
+
+
+def generate_sequences(digits: Tensor, n: int, generator: torch.Generator,
+                       num_frames: int = NUM_FRAMES, size: int = FRAME_SIZE,
+                       num_digits: int = 2) -> Tensor:
+    """n Moving MNIST sequences, float32 (n, num_frames, 1, size, size) in [0, 1] on digits.device."""
+    return to_float(generate_sequences_uint8(digits, n, generator, num_frames, size, num_digits))
+
+
+def to_float(seqs: Tensor) -> Tensor:
+    """uint8 pixels (0-255) to float32 in [0, 1]."""
+    return seqs.to(torch.float32).div_(255)
+
+
+def generate_sequences_uint8(digits: Tensor, n: int, generator: torch.Generator,
+                             num_frames: int = NUM_FRAMES, size: int = FRAME_SIZE,
+                             num_digits: int = 2) -> Tensor:
+    """As generate_sequences, in uint8 pixels: 4x less memory for fixed sets kept whole.
+
+    Random draws, in this order: digit indices (uniform, with replacement), then per digit
+    x, y ~ U[0, 1) and theta ~ U[0, 2 pi) (float64). The pixel offset of a digit's top-left
+    corner is int((size - 28) * pos), x giving the column and y the row; digits combine by an
+    element-wise max.
+    """
+    _check_digits(digits)
+    _check_generator(generator, digits.device)
+    if n < 0 or num_frames < 1 or num_digits < 1:
+        raise ValueError(f"need n >= 0, num_frames >= 1, num_digits >= 1; got n={n}, "
+                         f"num_frames={num_frames}, num_digits={num_digits}")
+    h, w = digits.shape[1:]
+    if size < max(h, w):
+        raise ValueError(f"size must be at least the digit size {h}x{w}; got {size}")
+    device = digits.device
+    chosen = digits[torch.randint(len(digits), (n, num_digits), generator=generator, device=device)]
+    motion = torch.rand(n, num_digits, 3, generator=generator, device=device, dtype=torch.float64)
+    theta = motion[..., 2] * (2 * math.pi)
+    velocity = torch.stack((torch.cos(theta), torch.sin(theta)), dim=-1)
+    pos = bounce_positions(motion[..., :2], velocity, num_frames)  # (n, D, T, (x, y))
+    free = torch.tensor([size - w, size - h], dtype=pos.dtype, device=device)  # (x, y) ranges
+    xy = (pos * free).long()  # pos >= 0, so this truncation is int()
+    corner = (xy[..., 1] * size + xy[..., 0]).transpose(1, 2).contiguous()  # (n, T, D) flat index
+    rows = torch.arange(h, device=device)[:, None]
+    cols = torch.arange(w, device=device)[None, :]
+    pixel = (rows * size + cols).reshape(1, 1, 1, h * w)  # flat offsets inside a placed digit
+    index = (corner[..., None] + pixel).reshape(n, num_frames, num_digits * h * w)
+    src = chosen.reshape(n, 1, num_digits * h * w).expand(n, num_frames, -1)
+    canvas = torch.zeros(n, num_frames, size * size, dtype=torch.uint8, device=device)
+    canvas.scatter_reduce_(-1, index, src, "amax")
+    return canvas.view(n, num_frames, 1, size, size)
+
+
+def augment(seqs: Tensor, kind: str, generator: torch.Generator) -> Tensor:
+    """Augment (B, T, C, H, W) sequences with one random transform per sequence, shared by its frames.
+
+    crop: bilinear upscale by 1/0.94 then a random HxW crop. flip: with p=3/4 rotate 180 degrees,
+    else with p=3/4 flip vertically, else with p=3/4 flip horizontally. crop+flip: crop, then flip.
+    Random draws, in this order: crop top and left offsets, then three U[0, 1) per sequence.
+    """
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"augment kind must be one of {', '.join(AUGMENTATIONS)}; got {kind!r}")
+    if seqs.dim() != 5:
+        raise ValueError(f"augment expects (B, T, C, H, W) sequences; got shape {tuple(seqs.shape)}")
+    if kind == "none":
+        return seqs
+    _check_generator(generator, seqs.device)
+    b, t, c, h, w = seqs.shape
+    device = seqs.device
+    source = seqs
+    rows = torch.arange(h, device=device).expand(b, h)  # source row of each output row
+    cols = torch.arange(w, device=device).expand(b, w)
+    if "crop" in kind:
+        source = F.interpolate(seqs.reshape(b * t, c, h, w), scale_factor=1 / CROP_SCALE,
+                               mode="bilinear", align_corners=False)
+        source = source.view(b, t, c, *source.shape[-2:])
+        top = torch.randint(source.shape[-2] - h + 1, (b, 1), generator=generator, device=device)
+        left = torch.randint(source.shape[-1] - w + 1, (b, 1), generator=generator, device=device)
+        rows, cols = rows + top, cols + left
+    if "flip" in kind:
+        flip_rows, flip_cols = _flip_cascade(b, generator, device)
+        rows = torch.where(flip_rows[:, None], rows.flip(1), rows)
+        cols = torch.where(flip_cols[:, None], cols.flip(1), cols)
+    # one gather moves every output pixel from its source pixel, the same for all frames
+    index = (rows[:, :, None] * source.shape[-1] + cols[:, None, :]).view(b, 1, h * w)
+    out = source.reshape(b, t * c, -1).gather(2, index.expand(b, t * c, h * w))
+    return out.view(b, t, c, h, w)
+
+
+def _flip_cascade(b: int, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per sequence, whether to flip rows and columns: with p=3/4 both (rotate 180 degrees),
+    else with p=3/4 rows only (vertical flip), else with p=3/4 columns only (horizontal flip)."""
+    fire = torch.rand(b, 3, generator=generator, device=device) < FLIP_P
+    rotate = fire[:, 0]
+    vertical = ~rotate & fire[:, 1]
+    horizontal = ~rotate & ~vertical & fire[:, 2]
+    return rotate | vertical, rotate | horizontal
+
+
+def split_frames(seqs: Tensor) -> tuple[Tensor, Tensor]:
+    """Split (B, 20, ...) sequences into inputs (frames 0-9) and targets (frames 10-19)."""
+    if seqs.dim() < 2 or seqs.shape[1] != NUM_FRAMES:
+        raise ValueError(f"expected (B, {NUM_FRAMES}, ...) sequences; got shape {tuple(seqs.shape)}")
+    return seqs[:, :INPUT_FRAMES], seqs[:, INPUT_FRAMES:]
+
+
+def make_fixed_set(digits: Tensor, n: int, seed: int, chunk: int = 1000) -> Tensor:
+    """A deterministic uint8 CPU set (n, 20, 1, 64, 64): the same on every machine for a seed.
+
+    Generated on the CPU with a generator seeded by `seed`, `chunk` sequences at a time to bound
+    the memory of intermediates (the chunk size is part of what fixes the set).
+    """
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    digits = digits.cpu()
+    parts = [generate_sequences_uint8(digits, min(chunk, n - start), generator)
+             for start in range(0, max(n, 1), chunk)]
+    return torch.cat(parts)
+
+
+def test_set_label(n: int, seed: int, num_digits: int, folder: str | Path) -> str:
+    """How a generated stand-in test set was made, for results and reports."""
+    return (f"generated stand-in: {n} sequences from the {num_digits:,} MNIST test digits, "
+            f"seed {seed} ({TEST_SEQ_FILE} not found in {folder})")
+
+
+test_set_label.__test__ = False  # keep pytest from collecting it where a test module imports it
+
+
+def load_test_set(n: int, seed: int, data_dir: str | Path | None = None,
+                  digits: Tensor | None = None) -> tuple[Tensor, str]:
+    """The first n test sequences, uint8 (n, 20, 1, 64, 64), and a label saying which set.
+
+    Uses `<data_dir>/mnist_test_seq.npy` when present; otherwise a fixed-seed stand-in generated
+    from `digits` (default: the MNIST test digits of data_dir).
+    """
+    folder = resolve_data_dir(data_dir)
+    if has_standard_test_set(data_dir):
+        return _read_test_seq(folder / TEST_SEQ_FILE, n), TEST_SET_STANDARD
+    if digits is None:
+        digits = load_mnist("test", data_dir)
+    label = test_set_label(n, seed, len(digits), SAMPLE if _is_sample(data_dir) else folder.resolve())
+    return make_fixed_set(digits, n, seed), label
+
+
+def _read_test_seq(path: Path, n: int) -> Tensor:
+    """The first n sequences of a time-first uint8 (20, N, 64, 64) npy file, batch-first float."""
+    try:
+        frames = np.load(path, mmap_mode="r")
+    except ValueError as e:
+        raise ValueError(f"{path}: not a readable .npy file ({e}); replace it with an intact copy") from e
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != NUM_FRAMES \
+            or frames.shape[2:] != (FRAME_SIZE, FRAME_SIZE):
+        raise ValueError(f"{path}: expected uint8 (20, N, 64, 64) (time first), got "
+                         f"{frames.dtype} {frames.shape}; replace it with the standard file")
+    if n > frames.shape[1]:
+        raise ValueError(f"{path}: asked for {n} test sequences but the file holds "
+                         f"{frames.shape[1]}; lower test_size")
+    seqs = torch.from_numpy(np.ascontiguousarray(frames[:, :n]))
+    return seqs.transpose(0, 1).unsqueeze(2).contiguous()
+
+
+def has_standard_test_set(data_dir: str | Path | None = None) -> bool:
+    """Whether `<data_dir>/mnist_test_seq.npy` is there (then no MNIST test digits are needed)."""
+    return not _is_sample(data_dir) and (resolve_data_dir(data_dir) / TEST_SEQ_FILE).is_file()
+
+
+def _check_digits(digits: Tensor) -> None:
+    if digits.dtype != torch.uint8 or digits.dim() != 3 or len(digits) == 0:
+        raise ValueError(f"digits must be a non-empty uint8 (N, H, W) tensor; got "
+                         f"{digits.dtype} {tuple(digits.shape)}")
+
+
+def _check_generator(generator: torch.Generator, device: torch.device) -> None:
+    if generator.device.type != device.type:
+        raise ValueError(f"generator is on {generator.device} but the data is on {device}; "
+                         f"create it with torch.Generator(device={str(device)!r})")
+
+
+__all__ = ["DataNotFoundError", "resolve_data_dir", "load_mnist", "bounce_positions",
+           "generate_sequences", "generate_sequences_uint8", "to_float", "has_standard_test_set", "augment", "split_frames", "make_fixed_set", "load_test_set",
+           "test_set_label", "TEST_SET_STANDARD", "SAMPLE", "ENV_DATA_DIR"]
