@@ -12,8 +12,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-TRANSLATORS = ("gsta", "incepu", "poolformer", "tau")
-ACTIVATIONS = ("gelu", "starrelu")
+from simvp_core.models import ACTIVATIONS, PRESETS, TRANSLATORS
+
 AUGMENTATIONS = ("none", "crop", "flip", "crop+flip")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "bf16", "off")
@@ -72,8 +72,6 @@ class TrainConfig:
         _check_min("ddr_tau", self.ddr_tau, 0.0, strict=True)
         _check_min("lambda_gdl", self.lambda_gdl, 0.0)
         _check_min("lambda_ddr", self.lambda_ddr, 0.0)
-        from simvp_core.models import PRESETS  # late import: models imports nothing from here
-
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
 
