@@ -159,8 +159,7 @@ def test_smoke_caps_trials_epochs_and_sizes(path):
     for p in spec.space:  # what a sampled trial can get
         if p.name in SMOKE_CAPS:
             assert max(p.values or (p.high,)) <= SMOKE_CAPS[p.name]
-    for row in spec.published:
-        assert reached(spec, row["match"])
+    assert spec.published == ()  # a 2-epoch toy is no comparison for the paper's numbers
 
 
 def test_readme_example_is_a_valid_space():

@@ -1,0 +1,117 @@
+"""What the search learned and what it cost: best configurations, Optuna importances, cost table."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from search.tables import describe, markdown_table
+
+MIN_IMPORTANCE_TRIALS = 2  # Optuna's evaluator needs at least this many finished trials
+
+
+def best_lines(completed: pd.DataFrame, metric: str, mode: str, searched: list[str]) -> list[str]:
+    """Bullets naming the best configuration by the search metric and by test MSE."""
+    if completed.empty:
+        return ["- No trial completed, so there is no best configuration."]
+    groups = {k: g.sort_values("trial_id") for k, g in completed.groupby("config_key", sort=True)}
+    lines = []
+    for title, column, lower in ((f"by {metric} ({mode})", metric, mode == "min"),
+                                 ("by test MSE", "test_mse", True)):
+        means = {k: g[column].mean() for k, g in groups.items() if np.isfinite(g[column]).any()}
+        if not means:
+            lines.append(f"- Best {title}: no completed trial has this value.")
+            continue
+        key = min(means, key=lambda k: ((1 if lower else -1) * means[k], k))
+        best = groups[key]
+        lines.append(f"- Best {title}: {describe(best.iloc[0], searched)} — {metric} "
+                     f"{best[metric].mean():.4g}, test MSE {format_mse(best['test_mse'].mean())} "
+                     f"(mean of {len(best)} completed run(s)).")
+    return lines
+
+
+def format_mse(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "n/a"
+
+
+def importance_lines(db_path: Path, study_name: str | None) -> list[str]:
+    """Parameter importances of the Optuna study (Optuna's default evaluator) as a table."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{db_path}"
+    try:
+        names = optuna.study.get_all_study_names(storage=url)
+    except (optuna.exceptions.OptunaError, SQLAlchemyError) as e:
+        return [f"Parameter importances: {db_path.name} cannot be read ({type(e).__name__})."]
+    if study_name is None:
+        if len(names) != 1:
+            return [f"Parameter importances: {db_path.name} holds {len(names)} studies "
+                    f"({', '.join(sorted(names)) or 'none'}) and experiment.json names none."]
+        study_name = names[0]
+    if study_name not in names:
+        return [f"Parameter importances: study {study_name!r} is not in {db_path.name}."]
+    study = optuna.load_study(study_name=study_name, storage=url)
+    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    too_few = (f"Parameter importances: too few finished trials ({len(finished)}) for Optuna to "
+               "tell the parameters apart; run more trials.")
+    if len(finished) < MIN_IMPORTANCE_TRIALS:
+        return [too_few]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        importances = optuna.importance.get_param_importances(study)
+    if not importances or any("will be equal" in str(w.message) for w in caught):
+        return [too_few]
+    ranked = sorted(importances.items(), key=lambda kv: (-kv[1], kv[0]))
+    table = markdown_table(["parameter", "importance"], [[k, f"{v:.3f}"] for k, v in ranked],
+                           [False, True])
+    return [f"Parameter importances of study `{study_name}` ({len(finished)} finished trials; "
+            "Optuna counts trials ASHA stopped as finished, at their last, low-fidelity value):",
+            table]
+
+
+def cost_table(trials: pd.DataFrame, wall_seconds: float | None, gpu_per_trial: float) -> str:
+    """Trials, trial-epochs run against a search without early stopping, wall time, GPU-hours."""
+    run = int(trials["epochs_run"].sum())
+    full = int(trials["epochs"].sum())
+    saving = f"{100 * (1 - run / full):.1f} %" if full else "n/a"
+    gpu_hours = float(trials["seconds"].fillna(0).sum()) * gpu_per_trial / 3600
+    rows = [
+        ["trials", str(len(trials))],
+        ["trial-epochs run", str(run)],
+        ["trial-epochs without early stopping", str(full)],
+        ["saving", saving],
+        ["wall time", duration(wall_seconds)],
+        ["GPU-hours", f"{gpu_hours:.3f}" + ("" if gpu_per_trial else " (CPU-only trials)")],
+    ]
+    return markdown_table(["cost", "value"], rows, [False, True])
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as `1 h 02 min 05 s`."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min {s % 60:02d} s"
+
+
+def stop_summary(trials: pd.DataFrame) -> str | None:
+    """How many trials ended before their last epoch, by status and epoch."""
+    others = trials[trials["status"] != "completed"]
+    if others.empty:
+        return None
+    parts = []
+    for status, group in others.groupby("status", sort=True):
+        counts = group["epochs_run"].astype(int).value_counts().sort_index()
+        at = ", ".join(f"{n} after {e} epoch(s)" for e, n in counts.items())
+        parts.append(f"{status}: {len(group)} ({at})")
+    return "Trials that did not complete — " + "; ".join(parts) + "."
