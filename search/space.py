@@ -612,12 +612,16 @@ class _Validator:
 # ---------------------------------------------------------------- converters for the runner
 
 
-def optuna_space(spec: SearchSpec) -> Callable[["optuna.Trial"], dict | None]:
-    """Define-by-run Optuna space: suggests each param in file order, conditional ones only when they apply."""
+@dataclass(frozen=True)
+class OptunaSpace:
+    """Define-by-run Optuna space: suggests each param in file order, conditional ones only when they
+    apply. A module-level class, not a closure, so Ray can pickle the searcher for resume."""
 
-    def define(trial: optuna.Trial) -> dict | None:
+    space: tuple[Param, ...]
+
+    def __call__(self, trial: "optuna.Trial") -> dict | None:
         chosen: dict[str, Any] = {}
-        for p in spec.space:
+        for p in self.space:
             if not p.applies(chosen):
                 continue
             if p.kind in ("grid", "choice"):
@@ -629,7 +633,10 @@ def optuna_space(spec: SearchSpec) -> Callable[["optuna.Trial"], dict | None]:
                                                      log=p.kind == "loguniform")
         return None
 
-    return define
+
+def optuna_space(spec: SearchSpec) -> Callable[["optuna.Trial"], dict | None]:
+    """The define-by-run function for OptunaSearch (picklable)."""
+    return OptunaSpace(spec.space)
 
 
 def tune_param_space(spec: SearchSpec) -> dict[str, Any]:

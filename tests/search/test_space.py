@@ -348,3 +348,10 @@ def test_describe_shows_conditions_points_and_cost(tmp_path):
     assert "preset=simvpv2 act=starrelu c_t=128" in text
     assert "asha (grace_period 5, reduction_factor 3, max_epochs 100)" in text
     assert "8 trial(s), at most 800 trial-epochs" in text
+
+
+def test_the_optuna_space_pickles_so_ray_can_save_the_searcher():
+    import pickle
+
+    define = optuna_space(load_space(REPO / "spaces/loss.yaml"))
+    assert pickle.loads(pickle.dumps(define)) == define
