@@ -1,0 +1,399 @@
+"""search.run end to end: real local Ray, real MLflow stores (SQLite and an `mlflow server`),
+tiny spaces. Searches run in-process through main(argv) on one shared Ray, except the driver
+that is killed with SIGKILL, which is a subprocess joining that Ray."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from search import results
+from search.run import main
+from search.trainable import Fault, parse_faults
+from simvp_core.config import FIELD_TYPES
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_SPACES = sorted((REPO / "spaces").glob("*.yaml"))
+
+
+def run(*argv: Any) -> int:
+    return main([str(a) for a in argv])
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+def check_rows_against_tune(df: pd.DataFrame, run_dir: Path, epochs: int, record) -> None:
+    """Every results row agrees with what Tune itself recorded for that trial (result.json)."""
+    reported = record.results(run_dir)
+    assert sorted(df["trial_id"]) == sorted(reported)
+    assert list(df.columns) == list(results.COLUMNS)
+    for row in df.to_dict("records"):
+        rows = reported[row["trial_id"]]
+        epoch_rows = [r for r in rows if not r.get("diverged")]
+        last = epoch_rows[-1]
+        history = json.loads(row["history"])
+        assert [h["epoch"] for h in history] == list(range(1, row["epochs_run"] + 1))
+        assert row["epochs_run"] == last["epoch"]
+        assert row["val_mse"] == pytest.approx(last["val_mse"])
+        assert row["best_val_mse"] == pytest.approx(min(r["val_mse"] for r in epoch_rows))
+        assert row["n_params"] == last["n_params"] and row["node_id"] == last["node_id"]
+        for name, value in last["config"].items():
+            if value is not None:
+                assert row[name] == pytest.approx(value)
+        assert json.loads(row["searched"]) and row["config_key"].startswith("{")
+        if row["status"] == "completed":
+            assert row["epochs_run"] == epochs
+            assert row["test_mse"] == pytest.approx(last["test_mse"])
+            assert row["test_set"] == last["test_set"] != ""
+            with np.load(run_dir / "predictions" / f"{row['trial_id']}.npz") as npz:
+                assert {k: (npz[k].dtype, npz[k].shape[1:]) for k in npz.files} == {
+                    k: (np.float32, (10, 1, 64, 64)) for k in ("inputs", "targets", "preds")}
+        else:
+            assert math.isnan(row["test_mse"])
+            assert not (run_dir / "predictions" / f"{row['trial_id']}.npz").exists()
+
+
+def check_mlflow(uri: str, df: pd.DataFrame, run_dir: Path) -> None:
+    """One parent run for the search, one child run per trial with everything the row says."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    info = results.read_experiment(run_dir)
+    assert info["tracking_uri"] == uri
+    parent = client.get_run(info["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["space_file"] == info["space"]
+    assert parent.data.tags["command"] == info["command"]
+    assert parent.data.tags["git_commit"] == info["git_commit"]
+    assert parent.data.params["train_size"] == "16"
+    assert not set(info["searched"]) & set(parent.data.params)
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "space")] == [
+        f"space/{Path(info['space']).name}"]
+    exp_id = parent.info.experiment_id
+    runs = client.search_runs([exp_id], max_results=1000)
+    assert [r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags] == [parent.info.run_id]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert Counter(r.data.tags["trial_id"] for r in children) == Counter(df["trial_id"])
+    by_trial = {r.data.tags["trial_id"]: r for r in children}
+    for row in df.to_dict("records"):
+        child = by_trial[row["trial_id"]]
+        assert child.info.run_id == row["mlflow_run_id"]
+        assert set(child.data.params) == set(FIELD_TYPES)
+        for name in json.loads(row["searched"]):
+            assert child.data.params[name] == str(row[name])
+        assert child.data.tags["status"] == row["status"]
+        assert child.data.tags["status_detail"] == row["status_detail"]
+        history = json.loads(row["history"])
+        logged = client.get_metric_history(child.info.run_id, "val_mse")
+        assert sorted((m.step, m.value) for m in logged) == pytest.approx(
+            [(h["epoch"], h["val_mse"]) for h in history])
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert "trial_config.json" in artifacts
+        with tempfile.TemporaryDirectory() as tmp:
+            config = json.loads(Path(client.download_artifacts(
+                child.info.run_id, "trial_config.json", tmp)).read_text())
+        assert config["trial_id"] == row["trial_id"] and config["config"]["epochs"] == row["epochs"]
+        if row["status"] == "completed":
+            assert child.data.metrics["test_mse"] == pytest.approx(row["test_mse"])
+            assert "predictions.png" in artifacts
+        else:
+            assert "test_mse" not in child.data.metrics
+        assert child.info.status == ("FAILED" if row["status"] in ("errored", "diverged") else "FINISHED")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_mlflow_server_early(mlflow_server) -> None:
+    """The server takes seconds to start: let that overlap the tests that come before its use."""
+
+
+# -- the command line, checked before Ray starts ------------------------------------------------
+
+
+def test_every_shipped_space_passes_dry_run(tmp_path: Path, subprocess_env) -> None:
+    assert SHIPPED_SPACES, "no space files in spaces/"
+    storage = tmp_path / "runs"
+    procs = {path: subprocess.Popen(
+        [sys.executable, "-m", "search.run", str(path), "--dry-run", "--storage", str(storage)],
+        cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for path in SHIPPED_SPACES}
+    for path, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{path.name}: {err}"
+        assert str(path) in out
+        assert "dry run: nothing started" in out
+    assert not storage.exists()
+
+
+def test_broken_spaces_exit_2_with_one_line(tmp_path: Path, subprocess_env) -> None:
+    bad_key = tmp_path / "bad_key.yaml"
+    bad_key.write_text("search: {algorithm: grid}\nspace: {lr: {grid: [0.1]}}\nschedulr: {type: none}\n")
+    bad_value = tmp_path / "bad_value.yaml"
+    bad_value.write_text("search: {algorithm: grid}\nspace: {act: {grid: [relu]}}\n")
+    expected = {bad_key: ("schedulr", "did you mean 'scheduler'"), bad_value: ("act",)}
+    procs = {path: subprocess.Popen(
+        [sys.executable, "-m", "search.run", str(path), "--storage", str(tmp_path / "runs")],
+        cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for path in expected}
+    for path, words in expected.items():
+        _, err = procs[path].communicate(timeout=120)
+        assert procs[path].returncode == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}")
+        assert all(w in lines[0] for w in words)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_data_dir_and_empty_resume_exit_2_before_anything(tmp_path: Path, write_space, capsys) -> None:
+    space = write_space(tmp_path, "nodata", {"lr": {"grid": [0.01]}})
+    storage = tmp_path / "runs"
+    assert run(space, "--storage", storage, "--data-dir", tmp_path / "empty") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: MNIST") and str(tmp_path / "empty") in err
+    assert run(space, "--storage", storage, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--resume: nothing to resume" in err and len(err.strip().splitlines()) == 1
+    assert not storage.exists()
+
+
+def test_data_falls_back_to_the_shared_folder_and_says_so(tmp_path: Path, monkeypatch, capsys) -> None:
+    from search.run import SHARED_DATA, _data_dir
+
+    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"no {SHARED_DATA} beside this checkout")
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    monkeypatch.delenv("SIMVP_DATA_DIR", raising=False)
+    assert _data_dir(None) == str(SHARED_DATA)
+    out = capsys.readouterr().out
+    assert f"no MNIST in {tmp_path / 'data'}" in out and f"using {SHARED_DATA}" in out
+
+
+def test_fault_hook_parses_and_rejects_typos() -> None:
+    assert parse_faults("raise_once_at_epoch=2@lr=0.005, sleep_per_epoch=0.5") == (
+        Fault("raise_once_at_epoch", 2.0, ("lr", "0.005")), Fault("sleep_per_epoch", 0.5))
+    assert Fault("nan_at_epoch", 1, ("lr", "0.005")).applies({"lr": 0.005})
+    assert not Fault("nan_at_epoch", 1, ("lr", "0.005")).applies({"lr": 0.01})
+    for bad in ("raise_at=2", "nan_at_epoch", "nan_at_epoch=1@lr"):
+        with pytest.raises(ValueError, match="SIMVP_FAULT_INJECT"):
+            parse_faults(bad)
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "results.parquet"
+    results.atomic_write(path, b"old")
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        results.atomic_write(path, b"new")
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+# -- an Optuna + ASHA smoke search, SQLite MLflow -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def asha_search(ray_address: str, storage: Path, mnist_dir: Path, write_space,
+                tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """4 Optuna trials (all listed points) x 2 epochs, ASHA grace 1: two good learning rates
+    first, then two that barely move the weights, which ASHA stops after epoch 1."""
+    folder = tmp_path_factory.mktemp("asha")
+    points = [{"lr": lr} for lr in (0.01, 0.008, 1e-6, 2e-6)]
+    space = write_space(folder, "asha", {"lr": {"loguniform": [1e-6, 0.02]}},
+                        {"algorithm": "optuna", "num_samples": 4, "seed": 0,
+                         "points_to_evaluate": points},
+                        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2,
+                                   "max_epochs": 2})
+    reports = folder / "reports"
+    code = run(space, "--smoke", "--storage", storage, "--data-dir", mnist_dir,
+               "--max-concurrent", 2, "--reports-dir", reports)
+    run_dir = storage / "asha-smoke"
+    return {"code": code, "space": space, "run_dir": run_dir, "reports": reports,
+            "df": results.read_results(run_dir) if (run_dir / "results.parquet").exists() else None}
+
+
+def test_smoke_search_writes_results_that_match_tune(asha_search, tune_record) -> None:
+    assert asha_search["code"] == 0
+    df = asha_search["df"]
+    assert len(df) == 4 and df["trial_id"].is_unique
+    assert sorted(df["lr"]) == pytest.approx(sorted([0.01, 0.008, 1e-6, 2e-6]))
+    check_rows_against_tune(df, asha_search["run_dir"], 2, tune_record)
+    info = results.read_experiment(asha_search["run_dir"])
+    assert info["experiment"] == "asha-smoke" and info["algorithm"] == "optuna"
+    assert info["optuna_study"] == "asha-smoke" and (asha_search["run_dir"] / "optuna.db").is_file()
+    assert info["finished"] >= info["started"] and info["wall_seconds"] > 0
+
+
+def test_asha_stops_the_poor_trials_early(asha_search) -> None:
+    df = asha_search["df"]
+    stopped = df[df["status"] == "stopped"]
+    assert not stopped.empty and (stopped["epochs_run"] < 2).all()
+    assert all(d == "stopped early by ASHA at epoch 1" for d in stopped["status_detail"])
+    assert set(stopped["lr"]) & {1e-6, 2e-6}
+    assert (df["status"] == "completed").any()
+    assert set(df["status"]) <= {"completed", "stopped"}
+
+
+def test_smoke_search_is_tracked_in_sqlite_mlflow(asha_search, storage: Path) -> None:
+    check_mlflow(f"sqlite:///{storage / 'mlflow.db'}", asha_search["df"], asha_search["run_dir"])
+
+
+def test_smoke_search_builds_its_report(asha_search) -> None:
+    assert (asha_search["reports"] / "asha-smoke.md").is_file()
+
+
+def test_resume_refuses_a_space_that_changed(asha_search, storage: Path, tmp_path: Path,
+                                             mnist_dir: Path, capsys) -> None:
+    changed = tmp_path / asha_search["space"].name
+    changed.write_text(asha_search["space"].read_text().replace("0.02", "0.03"))
+    before = snapshot(asha_search["run_dir"])
+    assert run(changed, "--smoke", "--resume", "--storage", storage, "--data-dir", mnist_dir) == 2
+    assert "no longer says what" in capsys.readouterr().err
+    assert snapshot(asha_search["run_dir"]) == before
+
+
+def test_reusing_a_name_without_resume_exits_2_and_touches_nothing(asha_search, storage: Path,
+                                                                   mnist_dir: Path, capsys) -> None:
+    before = snapshot(asha_search["run_dir"])
+    assert run(asha_search["space"], "--smoke", "--storage", storage, "--data-dir", mnist_dir) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a search named 'asha-smoke'" in err[0] and "--resume" in err[0]
+    assert snapshot(asha_search["run_dir"]) == before
+
+
+# -- retries from a checkpoint and a diverged trial, tracked on an mlflow server ----------------
+
+
+@pytest.fixture(scope="module")
+def fault_search(ray_address: str, storage: Path, mnist_dir: Path, mlflow_server, write_space,
+                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Grid of 4 learning rates x 2 epochs, max_failures 1: one trial raises once before epoch 2,
+    one raises there on every attempt, one's weights become NaN before epoch 2; tracked over
+    HTTP on a real mlflow server."""
+    folder = tmp_path_factory.mktemp("faults")
+    space = write_space(folder, "faults", {"lr": {"grid": [0.01, 0.005, 0.003, 0.002]}},
+                        {"algorithm": "grid"})
+    uri = mlflow_server()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SIMVP_FAULT_INJECT", "raise_once_at_epoch=2@lr=0.005,raise_at_epoch=2@lr=0.003,"
+                                        "nan_at_epoch=2@lr=0.002")
+        code = run(space, "--storage", storage, "--data-dir", mnist_dir, "--tracking-uri", uri,
+                   "--reports-dir", folder / "reports")
+    run_dir = storage / "faults"
+    return {"code": code, "uri": uri, "run_dir": run_dir, "df": results.read_results(run_dir)}
+
+
+def test_a_failing_trial_is_retried_from_its_checkpoint(fault_search, tune_record) -> None:
+    assert fault_search["code"] == 0
+    df = fault_search["df"].set_index("lr")
+    retried = df.loc[0.005]
+    assert retried["status"] == "completed" and retried["retries"] == 1
+    reported = tune_record.results(fault_search["run_dir"])[retried["trial_id"]]
+    assert [r["epoch"] for r in reported] == [1, 2]  # epoch 1 was not trained again
+    assert df.loc[0.01, "status"] == "completed" and df.loc[0.01, "retries"] == 0
+
+
+def test_a_trial_failing_past_max_failures_is_errored_with_its_message(fault_search) -> None:
+    row = fault_search["df"].set_index("lr").loc[0.003]
+    assert row["status"] == "errored" and row["retries"] == 1 and row["epochs_run"] == 1
+    assert row["status_detail"] == (
+        "RuntimeError: injected fault before epoch 2 (SIMVP_FAULT_INJECT) (after 1 retries)")
+    assert math.isnan(row["test_mse"])
+
+
+def test_a_nan_trial_is_recorded_as_diverged_and_not_retried(fault_search, tune_record) -> None:
+    row = fault_search["df"].set_index("lr").loc[0.002]
+    assert row["status"] == "diverged" and row["retries"] == 0 and row["epochs_run"] == 1
+    assert "loss became nan in epoch 2" in row["status_detail"]
+    reported = tune_record.results(fault_search["run_dir"])[row["trial_id"]]
+    assert [(r["epoch"], bool(r.get("diverged"))) for r in reported] == [(1, False), (2, True)]
+    assert math.isnan(row["test_mse"])
+
+
+def test_fault_search_rows_match_tune_and_are_tracked_over_http(fault_search, tune_record) -> None:
+    check_rows_against_tune(fault_search["df"], fault_search["run_dir"], 2, tune_record)
+    check_mlflow(fault_search["uri"], fault_search["df"], fault_search["run_dir"])
+
+
+# -- an unreachable tracking server --------------------------------------------------------------
+
+
+def test_unreachable_tracking_server_loses_nothing_and_warns_once(
+        ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space, free_port,
+        capsys) -> None:
+    space = write_space(tmp_path, "offline", {"lr": {"uniform": [0.001, 0.01]}},
+                        {"algorithm": "random", "num_samples": 1, "seed": 3})
+    port = free_port()
+    code = run(space, "--storage", storage, "--data-dir", mnist_dir, "--tracking-uri",
+               f"http://127.0.0.1:{port}", "--reports-dir", tmp_path / "reports")
+    out = capsys.readouterr().out
+    assert code == 0
+    warnings = [line for line in out.splitlines() if "MLflow logging is off" in line]
+    assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0]
+    df = results.read_results(storage / "offline")
+    assert list(df["status"]) == ["completed"] and list(df["mlflow_run_id"]) == [""]
+    assert 0.001 <= df["lr"][0] <= 0.01
+    assert results.read_experiment(storage / "offline")["mlflow_parent_run_id"] is None
+    assert (tmp_path / "reports" / "offline.md").is_file()
+
+
+# -- a driver killed with SIGKILL, then resumed ----------------------------------------------------
+
+
+def test_a_killed_search_resumes_without_losing_or_repeating_trials(
+        ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
+        subprocess_env, tune_record) -> None:
+    """Optuna, the harder case: its searcher state and study are restored too."""
+    points = [{"lr": lr} for lr in (0.01, 0.008, 0.006, 0.004)]
+    space = write_space(tmp_path, "killed", {"lr": {"loguniform": [0.001, 0.02]}},
+                        {"algorithm": "optuna", "num_samples": 4, "points_to_evaluate": points})
+    run_dir = storage / "killed"
+    argv = [space, "--storage", storage, "--data-dir", mnist_dir, "--max-concurrent", 2,
+            "--reports-dir", tmp_path / "reports"]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.run", *map(str, argv), "--address", ray_address],
+        cwd=REPO, env=subprocess_env(SIMVP_FAULT_INJECT="sleep_per_epoch=1.5"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline and driver.poll() is None:
+        states = tune_record.states(run_dir)
+        if "TERMINATED" in states.values() and "RUNNING" in states.values():
+            break
+        time.sleep(0.2)
+    assert driver.poll() is None, "the driver finished before it could be killed"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    assert not (run_dir / "results.parquet").exists()
+    finished_before = {t for t, s in states.items() if s == "TERMINATED"}
+    assert finished_before
+
+    assert run(*argv, "--resume") == 0
+    df = results.read_results(run_dir)
+    reported = tune_record.results(run_dir)
+    assert len(df) == 4 and df["trial_id"].is_unique and set(df["trial_id"]) == set(reported)
+    assert (df["status"] == "completed").all()
+    assert sorted(df["lr"]) == pytest.approx(sorted(p["lr"] for p in points))  # none run twice
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    states = Counter(t.state.name for t in study.trials)
+    assert states["COMPLETE"] == 4 and states["RUNNING"] == 0
+    for trial_id in finished_before:  # done before the kill: not run again
+        assert [r["epoch"] for r in reported[trial_id]] == [1, 2]
+    check_rows_against_tune(df, run_dir, 2, tune_record)
+    check_mlflow(f"sqlite:///{storage / 'mlflow.db'}", df, run_dir)
