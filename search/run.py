@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "else an embedded local Ray)")
     p.add_argument("--storage", default="runs",
                    help="folder or URI (s3://...) holding <name>/ (default: runs)")
+    p.add_argument("--shared-storage", action="store_true",
+                   help="--storage is a folder mounted at the same path on every node (NFS); "
+                        "required for a local folder on a multi-node cluster")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $SIMVP_DATA_DIR, else ./data)")
@@ -416,29 +419,40 @@ def run_search(plan: Plan, args: argparse.Namespace, command: str) -> int:
     from search.trainable import train_trial
     from simvp_core import data
 
-    spec, start = plan.spec, time.time()
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    reason = tracking.probe(plan.tracking_uri)
-    same_store = plan.previous.get("tracking_uri") == plan.tracking_uri
-    tracker = tracking.Tracker(
-        plan.tracking_uri, plan.name, spec,
-        parent_run_id=plan.previous.get("mlflow_parent_run_id") if same_store else None,
-        artifact_location=(plan.run_dir.parent / "mlartifacts" / plan.name).as_uri()
-        if plan.tracking_uri.startswith("sqlite:") else None)
-    if reason:
-        tracker.turn_off(reason)
-    fixed = {k: v for k, v in spec.base.to_dict().items() if k not in results.searched_names(spec)}
-    tracker.start_search(spec.path, {"space_file": spec.path, "command": command,
-                                     "git_commit": _git_commit()}, fixed)
-    info = experiment_info(plan, command, tracker)
-    results.write_experiment(plan.run_dir, info)
-    key = str(plan.run_dir)
-    tracking.register(key, tracker)
+    import ray
 
-    train_digits = data.load_mnist("train", plan.data_dir)
-    test_digits = None if data.has_standard_test_set(plan.data_dir) else data.load_mnist("test", plan.data_dir)
+    from search import cluster
+
+    spec, start = plan.spec, time.time()
     started_ray = _start_ray(args.address)
     try:
+        print(cluster.describe_cluster())
+        try:  # before anything is written: a local folder cannot serve several machines
+            cluster.check_storage(args.storage, args.shared_storage, len(cluster.alive_nodes()))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        reason = tracking.probe(plan.tracking_uri)
+        same_store = plan.previous.get("tracking_uri") == plan.tracking_uri
+        tracker = tracking.Tracker(
+            plan.tracking_uri, plan.name, spec,
+            parent_run_id=plan.previous.get("mlflow_parent_run_id") if same_store else None,
+            artifact_location=(plan.run_dir.parent / "mlartifacts" / plan.name).as_uri()
+            if plan.tracking_uri.startswith("sqlite:") else None)
+        if reason:
+            tracker.turn_off(reason)
+        fixed = {k: v for k, v in spec.base.to_dict().items() if k not in results.searched_names(spec)}
+        tracker.start_search(spec.path, {"space_file": spec.path, "command": command,
+                                         "git_commit": _git_commit()}, fixed)
+        info = experiment_info(plan, command, tracker)
+        results.write_experiment(plan.run_dir, info)
+        key = str(plan.run_dir)
+        tracking.register(key, tracker)
+
+        train_digits = data.load_mnist("train", plan.data_dir)
+        test_digits = (None if data.has_standard_test_set(plan.data_dir)
+                       else data.load_mnist("test", plan.data_dir))
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, spec=spec, train_digits=train_digits,
                                  test_digits=test_digits, data_dir=plan.data_dir,
@@ -453,8 +467,6 @@ def run_search(plan: Plan, args: argparse.Namespace, command: str) -> int:
         trials = _trials(f"{plan.tune_storage}/tune", spec)
     finally:
         if started_ray:
-            import ray
-
             ray.shutdown()
     return finish(plan, args, trials, tracker, info, start)
 
