@@ -249,8 +249,23 @@ def test_smoke_search_is_tracked_in_sqlite_mlflow(asha_search, storage: Path) ->
     check_mlflow(f"sqlite:///{storage / 'mlflow.db'}", asha_search["df"], asha_search["run_dir"])
 
 
-def test_smoke_search_builds_its_report(asha_search) -> None:
-    assert (asha_search["reports"] / "asha-smoke.md").is_file()
+def test_smoke_search_builds_its_report_from_its_results(asha_search, tmp_path: Path) -> None:
+    from search.report import build_report
+
+    md_path = asha_search["reports"] / "asha-smoke.md"
+    md = md_path.read_text()
+    table = md[md.index("## Results on the test set"):md.index("**Not completed**")]
+    rows = [[c.strip().strip("*") for c in line.strip("|").split("|")]
+            for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| lr", "| ---"))]
+    completed = asha_search["df"][asha_search["df"]["status"] == "completed"]
+    assert len(rows) == len(completed) >= 1
+    for _, trial in completed.iterrows():  # every value in the table is the parquet's
+        row = next(r for r in rows if float(r[0]) == pytest.approx(trial["lr"], rel=1e-3))
+        assert row[1:] == ["1", f"{trial['n_params'] / 1e6:.3f}", str(trial["epochs_run"]),
+                           f"{trial['test_mse']:.2f}", f"{trial['test_mae']:.2f}",
+                           f"{trial['test_ssim']:.4f}", f"{trial['test_psnr']:.2f}"]
+    again = build_report(asha_search["run_dir"], tmp_path / "again")  # a pure function of runs/<name>
+    assert again.read_bytes() == md_path.read_bytes()
 
 
 def test_resume_refuses_a_space_that_changed(asha_search, storage: Path, tmp_path: Path,
