@@ -59,6 +59,8 @@ class Trainer:
         if test_digits is None and not data.has_standard_test_set(data_dir):
             test_digits = data.load_mnist("test", data_dir)
         self.train_digits = train_digits.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes are fixed: autotune each conv once
 
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.preset, **cfg.model_overrides()).to(self.device)
@@ -73,7 +75,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch)
 
-        self.val_set = data.make_fixed_set(train_digits, cfg.val_size, VAL_SEED)
+        # uint8 on the device: validation runs every epoch without host-to-device copies
+        self.val_set = data.make_fixed_set(train_digits, cfg.val_size, VAL_SEED).to(self.device)
         self.test_set, self.test_set_source = data.load_test_set(
             cfg.test_size, TEST_SEED, data_dir=data_dir, digits=test_digits)
         self.epoch = 0

@@ -1,0 +1,140 @@
+"""The benchmark command at minimal sizes: table structure, positive finite numbers, JSON written.
+
+No timing is asserted (the numbers depend on the machine and its load). The platform-overhead
+table starts Ray and is left out of the run (skip), but its space file and timer are tested; the
+concurrency table is GPU only in the command, so its function is run here on the CPU.
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from benchmarks import run as bench
+from benchmarks.overhead import TINY_TRAINING, overhead_space, time_command
+from benchmarks.search_proxy import final_mse, proxy_mse
+from benchmarks.training import Budget, concurrency_table
+from simvp_core.config import TrainConfig
+
+TINY_MODEL = {"c_s": 4, "c_t": 8, "n_t": 2}
+SIZES = bench.Sizes(presets=["simvpv2", "poolformer"], paths=["plain", "fast", "fast+bf16"],
+                    budget=Budget(1, 2), augment_kinds=["none", "crop+flip"], data_batches=2,
+                    eval_n=4, eval_batch=4, windows=2, proxy_seeds=2, proxy_trials=6, isolate=False,
+                    batch_size=4)
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "out" / "results.json"
+    res = bench.run(torch.device("cpu"), quick=True, out=out, data_dir="sample", skip={"overhead"},
+                    sizes=SIZES, overrides=TINY_MODEL, command="test")
+    return res, out
+
+
+def test_json_is_written_with_machine_and_every_table_not_skipped(result):
+    res, out = result
+    written = json.loads(out.read_text())
+    assert set(written["tables"]) == {"training", "data", "evaluation", "concurrency", "search"}
+    assert written["machine"]["cores"] >= 1 and written["machine"]["torch"] == torch.__version__
+    assert written["machine"]["cpu"] and positive(written["wall_s"])
+    assert all(t["note"] for t in written["tables"].values())
+
+
+def test_training_table_has_a_row_per_preset_and_positive_ratios(result):
+    rows = result[0]["tables"]["training"]["rows"]
+    assert [r["preset"] for r in rows] == SIZES.presets
+    for row in rows:
+        for path in SIZES.paths:
+            assert positive(row[f"{path} seq/s"]), path
+            assert len(row["windows"][path]) == SIZES.budget.windows
+        for path in ("fast", "fast+bf16"):
+            assert positive(row[f"{path}/plain"])
+            rounds = [w / b for w, b in zip(row["windows"][path], row["windows"]["plain"])]
+            assert min(rounds) <= row[f"{path}/plain"] <= max(rounds)
+        assert row["plain peak MiB"] is None  # measured in one process: no memory per path
+        assert positive(row["GMACs/seq"]) and positive(row["fast TFLOP/s"])
+        assert "fast % of peak" not in row  # CPU: no peak FLOP/s to compare with
+
+
+def test_data_table_compares_generation_with_the_trainers_consumption(result):
+    res = result[0]
+    rows = res["tables"]["data"]["rows"]
+    consumed = {r["preset"]: r["fast seq/s"] for r in res["tables"]["training"]["rows"]}
+    assert [(r["augment"], r["preset"]) for r in rows] == [
+        (k, p) for k in SIZES.augment_kinds for p in SIZES.presets]
+    for row in rows:
+        assert row["trainer seq/s"] == consumed[row["preset"]]
+        assert positive(row["generated seq/s"]) and positive(row["generated/consumed"])
+        assert row["data % of step"] == pytest.approx(100 / row["generated/consumed"])
+
+
+def test_evaluation_table_has_metrics_only_then_one_row_per_preset(result):
+    rows = result[0]["tables"]["evaluation"]["rows"]
+    assert rows[0]["preset"] == "-" and [r["preset"] for r in rows[1:]] == SIZES.presets
+    assert all(positive(r["seq/s"]) for r in rows)
+
+
+def test_concurrency_needs_a_gpu_and_says_so_on_cpu(result):
+    table = result[0]["tables"]["concurrency"]
+    assert table["rows"] == [] and "GPU" in table["skipped"]
+
+
+def test_search_table_is_labelled_a_proxy_and_the_grid_spends_its_whole_budget(result):
+    table = result[0]["tables"]["search"]
+    assert "PROXY" in table["note"]
+    grid, tpe, tpe_sh = table["rows"]
+    assert grid["trial-epochs spent"] == 30 * 100
+    assert tpe["trial-epochs spent"] == SIZES.proxy_trials * 100
+    assert tpe_sh["trial-epochs spent"] < tpe["trial-epochs spent"]  # pruning stopped some trials
+    assert grid["trial-epochs to within 2%"] is not None  # the grid always finds its own best
+    for row in (grid, tpe, tpe_sh):
+        reached = row["trial-epochs to within 2%"]
+        assert reached is None or 0 < reached <= row["trial-epochs spent"]
+        if reached is not None:
+            assert row["grid total / to within 2%"] == pytest.approx(3000 / reached)
+
+
+def test_proxy_curves_fall_to_their_final_value_best_at_the_papers_setting():
+    rng = np.random.default_rng(0)
+    values = [proxy_mse(0.5, 0.1, epoch, rng) for epoch in (1, 10, 100)]
+    assert values[0] > values[1] > values[2]
+    last = [proxy_mse(1.0, 0.5, 100, rng) for _ in range(200)]
+    assert np.mean(last) == pytest.approx(final_mse(1.0, 0.5), rel=0.005)
+    assert final_mse(0.5, 0.1) < final_mse(0.0, 0.0) < final_mse(1.0, 0.5)
+
+
+def test_concurrency_table_on_cpu_reports_each_count_relative_to_one_trial():
+    rows = concurrency_table("simvpv2", "cpu", [1, 2], batch_size=2, budget=Budget(1, 1),
+                             data_dir="sample", overrides=TINY_MODEL, log=lambda _: None)
+    assert [r["trials"] for r in rows] == [1, 2]
+    assert rows[0]["aggregate/1 trial"] == 1.0
+    assert all(positive(r["aggregate seq/s"]) and positive(r["per-trial seq/s"]) for r in rows)
+
+
+def test_overhead_space_is_a_valid_one_trial_grid_of_the_same_training(tmp_path):
+    from search.space import load_space
+
+    base = {**TINY_TRAINING, "device": "cpu"}
+    path = tmp_path / "overhead.yaml"
+    path.write_text(yaml.safe_dump(overhead_space(base, gpu=0)))
+    spec = load_space(path)
+    assert spec.algorithm == "grid" and spec.scheduler == "none"
+    (point,) = spec.grid_points()
+    assert spec.trial_config(point) == TrainConfig(**base)
+
+
+def test_time_command_times_the_first_epoch_line_and_reports_failures():
+    timed = time_command([sys.executable, "-c", "import time; print('epoch 1/2', flush=True); "
+                                                "time.sleep(0.5)"],
+                         first_epoch=lambda line: line.startswith("epoch 1/"))
+    assert 0 < timed["first_epoch_s"] < timed["wall_s"]
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        time_command([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
