@@ -281,27 +281,17 @@ def _is_number(v: Any) -> bool:
 
 
 def prediction_strip(npz_path: Path, png_path: Path, samples: int = 2) -> None:
-    """A small figure: per sample, rows of input, target and predicted frames."""
+    """A trial's predictions as the report draws them: per sample, input, target and pred rows."""
     import numpy as np
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
+
+    from search import figures
 
     with np.load(npz_path) as npz:
         data = {k: npz[k] for k in ("inputs", "targets", "preds")}
-    n = min(samples, len(data["preds"]))
-    frames = data["inputs"].shape[1]
-    fig = Figure(figsize=(frames * 0.8, 3 * n * 0.85))
-    axes = fig.subplots(3 * n, frames, squeeze=False)
-    for s in range(n):
-        for r, (key, label) in enumerate((("inputs", "input"), ("targets", "target"),
-                                          ("preds", "pred"))):
-            for t in range(frames):
-                ax = axes[3 * s + r, t]
-                ax.imshow(np.clip(data[key][s, t, 0], 0, 1), cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            axes[3 * s + r, 0].set_ylabel(label, fontsize=7)
-    fig.tight_layout(pad=0.1)
-    fig.savefig(png_path, dpi=60)
+    rows = [(f"{label} {s + 1}", data[key][s])
+            for s in range(min(samples, len(data["preds"])))
+            for key, label in (("inputs", "input"), ("targets", "target"), ("preds", "pred"))]
+    figures.prediction_strip(rows, f"Test predictions of {Path(npz_path).stem}", png_path)
 
 
 _ACTIVE: dict[str, Tracker] = {}
