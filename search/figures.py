@@ -1,7 +1,8 @@
 """The report's figures: prediction strip (paper Table 6), learning curves, cost vs quality.
 
-Rendered with matplotlib's Agg backend at a fixed size and DPI, without a timestamp or software
-tag in the PNG, so regenerating a report from the same results gives the same files.
+Each figure function builds a matplotlib `Figure` (no pyplot state) and `save` writes it at a fixed
+DPI without a software tag in the PNG, so regenerating a report from the same results gives the
+same files.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import json
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axis import Axis
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator, ScalarFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
+from search import tables
 
 DPI = 100
 FRAMES = 10
@@ -26,7 +28,7 @@ STRIP_LABEL_INCHES = 1.8  # left margin for the row labels
 STRIP_TITLE_INCHES = 0.5
 STRIP_MARGIN_INCHES = 0.1  # right and bottom
 STRIP_GAP_PIXELS = 2  # white between frames, in frame pixels
-CURVES_SIZE = (8.0, 5.0)
+CURVES_SIZE = (12.0, 6.5)
 COST_SIZE = (12.0, 5.0)
 STATUS_STYLE = {  # linestyle, end marker
     "completed": ("-", None),
@@ -34,7 +36,19 @@ STATUS_STYLE = {  # linestyle, end marker
     "errored": (":", "s"),
     "diverged": (":", "v"),
 }
-SAVE_KWARGS = {"dpi": DPI, "metadata": {"Software": None}}
+MAX_LABELLED = 20  # configurations with their own colour and legend entry; the rest are grey
+TAB20 = colormaps["tab20"].colors
+PALETTE = [c for c in TAB20[0::2] + TAB20[1::2] if c not in TAB20[14:16]]  # greys left out
+PALETTE += [colormaps["tab20b"].colors[i] for i in (0, 4)]  # navy, olive: 20 in all
+UNLABELLED_COLOUR = "#b0b0b0"
+LABEL_CHARS = 56  # legend lines are wrapped at this width
+LEGEND_PAD_INCHES = 0.3  # above and below a legend taller than CURVES_SIZE allows
+NARROW = 0.02  # x values spanning less than this fraction of their size are widened
+
+
+def save(fig: Figure, path: Path) -> None:
+    """Write a figure as PNG at DPI, without the software tag (same input, same bytes)."""
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
 
 
 def strip_size(n_rows: int) -> tuple[float, float]:
@@ -43,7 +57,7 @@ def strip_size(n_rows: int) -> tuple[float, float]:
             STRIP_TITLE_INCHES + n_rows * STRIP_FRAME_INCHES + STRIP_MARGIN_INCHES)
 
 
-def prediction_strip(rows: list[tuple[str, np.ndarray]], title: str, path: Path) -> None:
+def prediction_strip(rows: list[tuple[str, np.ndarray]], title: str) -> Figure:
     """One row of 10 frames per (label, frames (10, 1, 64, 64)); values clipped to [0, 1]."""
     size = rows[0][1].shape[-1]
     step = size + STRIP_GAP_PIXELS
@@ -53,7 +67,7 @@ def prediction_strip(rows: list[tuple[str, np.ndarray]], title: str, path: Path)
         for t in range(FRAMES):
             mosaic[i * step:i * step + size, t * step:t * step + size] = np.clip(frames[t, 0], 0, 1)
     width, height = strip_size(len(rows))
-    fig = plt.figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height))
     ax = fig.add_axes((STRIP_LABEL_INCHES / width, STRIP_MARGIN_INCHES / height,
                        FRAMES * STRIP_FRAME_INCHES / width, len(rows) * STRIP_FRAME_INCHES / height))
     ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
@@ -64,29 +78,46 @@ def prediction_strip(rows: list[tuple[str, np.ndarray]], title: str, path: Path)
     for side in ax.spines.values():
         side.set_visible(False)
     fig.suptitle(title, fontsize=10, y=1 - 0.2 * STRIP_TITLE_INCHES / height)
-    fig.savefig(path, **SAVE_KWARGS)
-    plt.close(fig)
+    return fig
 
 
-def learning_curves(trials: pd.DataFrame, group_of: dict[str, str], path: Path) -> None:
-    """Validation MSE per epoch of every trial; colour = block, line style = how the trial ended."""
-    fig, ax = plt.subplots(figsize=CURVES_SIZE)
-    groups = sorted(set(group_of.values()))
-    colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
-    lowest, highest = np.inf, -np.inf
-    for _, trial in trials.sort_values("trial_id").iterrows():
-        epochs, values = history_curve(trial["history"])
-        if not epochs:
-            continue
-        lowest, highest = min(lowest, min(values)), max(highest, max(values))
-        style, marker = STATUS_STYLE.get(str(trial["status"]), (":", "o"))
-        colour = colours[group_of[trial["trial_id"]]]
-        ax.plot(epochs, values, linestyle=style, color=colour, linewidth=1.2, alpha=0.85,
+def config_label(row: pd.Series, names: list[str]) -> str:
+    """`act=gelu lambda_gdl=0.5`: a configuration by its searched values."""
+    return " ".join(f"{n}={tables.format_value(row[n])}" for n in names) or "(fixed configuration)"
+
+
+def labelled_configurations(drawn: pd.DataFrame, curves: dict[str, tuple[list[int], list[float]]],
+                            first: pd.DataFrame, names: list[str]) -> list[str]:
+    """The MAX_LABELLED config_keys with the lowest validation MSE, in the tables' order of values."""
+    lowest = {k: min(min(curves[t][1]) for t in g["trial_id"]) for k, g in drawn.groupby("config_key")}
+    best = sorted(lowest, key=lambda k: (lowest[k], k))[:MAX_LABELLED]
+    return sorted(best, key=lambda k: ([tables.sort_key(first.loc[k, n]) for n in names], k))
+
+
+def learning_curves(trials: pd.DataFrame, names: list[str]) -> Figure:
+    """Validation MSE per epoch of every trial: one colour per configuration (`config_key`, so
+    repeats share it), labelled by its `names` values; line style = how the trial ended."""
+    trials = trials.sort_values("trial_id")
+    curves = {t: c for t, c in zip(trials["trial_id"], map(history_curve, trials["history"])) if c[0]}
+    drawn = trials[trials["trial_id"].isin(curves)]
+    first = drawn.drop_duplicates("config_key").set_index("config_key")
+    labelled = labelled_configurations(drawn, curves, first, names)
+    colours = dict(zip(labelled, PALETTE))
+    fig = Figure(figsize=CURVES_SIZE, dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for _, trial in drawn.iterrows():
+        epochs, values = curves[trial["trial_id"]]
+        style, marker = STATUS_STYLE.get(trial["status"], (":", "o"))
+        colour = colours.get(trial["config_key"], UNLABELLED_COLOUR)
+        ax.plot(epochs, values, linestyle=style, color=colour, gid=trial["trial_id"],
+                linewidth=1.4 if trial["config_key"] in colours else 0.8,
+                zorder=3 if trial["config_key"] in colours else 2,
                 marker="o" if len(epochs) == 1 else None, markersize=3)
         if marker:
             ax.plot(epochs[-1:], values[-1:], linestyle="none", marker=marker, color=colour,
-                    markersize=8)
-    if lowest > 0 and highest / lowest > 10:
+                    markersize=8, zorder=4)
+    values = [v for _, vs in curves.values() for v in vs]
+    if min(values) > 0 and max(values) / min(values) > 10:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
@@ -94,14 +125,25 @@ def learning_curves(trials: pd.DataFrame, group_of: dict[str, str], path: Path) 
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation MSE (per frame, sum over pixels)")
     ax.set_title("Learning curves of every trial")
-    handles = [Line2D([], [], linestyle=s, marker=mk, color="black", label=name)
-               for name, (s, mk) in STATUS_STYLE.items()]
-    handles += [Line2D([], [], color=colours[g], linewidth=3, label=g) for g in groups if g]
-    ax.legend(handles=handles, fontsize=7, loc="upper right")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, **SAVE_KWARGS)
-    plt.close(fig)
+    ended = [s for s in STATUS_STYLE if s in set(drawn["status"])]
+    ax.legend(handles=[Line2D([], [], linestyle=STATUS_STYLE[s][0], marker=STATUS_STYLE[s][1],
+                              color="black", label=tables.STATUS_LABELS.get(s, s)) for s in ended],
+              fontsize=7, loc="upper right", title="trial", title_fontsize=7)
+    handles = [Line2D([], [], color=colours[k], linewidth=2.5,
+                      label=textwrap.fill(config_label(first.loc[k], names), LABEL_CHARS))
+               for k in labelled]
+    title = "configuration (searched values)"
+    hidden = len(first) - len(labelled)
+    if hidden:
+        title += f"\nlabelled: the {len(labelled)} of {len(first)} with the lowest validation MSE"
+        handles.append(Line2D([], [], color=UNLABELLED_COLOUR, linewidth=2.5,
+                              label=f"{hidden} other configuration(s), not labelled"))
+    legend = fig.legend(handles=handles, loc="outside right upper", fontsize=7, labelspacing=0.4,
+                        title=title, title_fontsize=8)
+    fig.draw_without_rendering()  # a tall legend makes the figure taller rather than being cut off
+    fig.set_figheight(max(CURVES_SIZE[1], legend.get_window_extent().height / DPI + LEGEND_PAD_INCHES))
+    return fig
 
 
 def history_curve(history: object) -> tuple[list[int], list[float]]:
@@ -129,21 +171,42 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
-def cost_figure(trials: pd.DataFrame, path: Path) -> None:
-    """Test MSE against parameter count and against training time, Pareto fronts marked.
+def plain_ticks(axis: Axis) -> None:
+    """Tick labels as plain numbers: no offset (`1e-6+1.603e-1`), no exponent."""
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    axis.set_major_formatter(formatter)
+    axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+
+
+def widen_narrow_x(ax, values: np.ndarray) -> None:
+    """x values of almost one size (one architecture) get a +-5% window, not a zoom on the noise."""
+    values = values[np.isfinite(values)]
+    if len(values):
+        centre = (values.max() + values.min()) / 2
+        if values.max() - values.min() <= NARROW * abs(centre):
+            half = 0.05 * abs(centre) or 1.0
+            ax.set_xlim(centre - half, centre + half)
+
+
+def cost_figure(trials: pd.DataFrame) -> Figure:
+    """Test MSE against parameter count (M) and against training time, Pareto fronts marked.
 
     A completed trial without a test MSE is placed at its best validation MSE (hollow marker);
     trials that did not complete are shown grey and kept out of the front (their cost is partial).
     """
-    fig, axes = plt.subplots(1, 2, figsize=COST_SIZE)
+    fig = Figure(figsize=COST_SIZE, layout="constrained")
+    axes = fig.subplots(1, 2)
     done = trials[trials["status"] == "completed"].sort_values("trial_id")
     other = trials[trials["status"] != "completed"].sort_values("trial_id")
     has_test = np.isfinite(done["test_mse"].to_numpy(dtype=float))
     y_done = np.where(has_test, done["test_mse"], done["best_val_mse"]).astype(float)
+    y_other = other["best_val_mse"].to_numpy(dtype=float)
     for ax, column, label in ((axes[0], "n_params", "parameters (M)"),
                               (axes[1], "seconds", "training time (s)")):
         scale = 1e6 if column == "n_params" else 1.0
         x_done = done[column].to_numpy(dtype=float) / scale
+        x_other = other[column].to_numpy(dtype=float) / scale
         ok = np.isfinite(x_done) & np.isfinite(y_done)
         ax.scatter(x_done[ok & has_test], y_done[ok & has_test], color="tab:blue",
                    label="completed (test MSE)", zorder=3)
@@ -151,8 +214,7 @@ def cost_figure(trials: pd.DataFrame, path: Path) -> None:
             ax.scatter(x_done[ok & ~has_test], y_done[ok & ~has_test], facecolors="none",
                        edgecolors="tab:blue", label="completed, no test (best val MSE)", zorder=3)
         if len(other):
-            ax.scatter(other[column].to_numpy(dtype=float) / scale,
-                       other["best_val_mse"].to_numpy(dtype=float), marker="x", color="grey",
+            ax.scatter(x_other, y_other, marker="x", color="grey",
                        label="not completed (best val MSE)", zorder=2)
         idx = np.flatnonzero(ok)
         if len(idx):
@@ -160,11 +222,12 @@ def cost_figure(trials: pd.DataFrame, path: Path) -> None:
             ax.step(x_done[front], y_done[front], where="post", color="tab:red", zorder=4)
             ax.scatter(x_done[front], y_done[front], s=90, facecolors="none",
                        edgecolors="tab:red", linewidths=1.5, label="Pareto front", zorder=5)
+        widen_narrow_x(ax, np.concatenate([x_done, x_other]))
+        plain_ticks(ax.xaxis)
+        plain_ticks(ax.yaxis)
         ax.set_xlabel(label)
         ax.set_ylabel("test MSE")
         ax.set_title(f"test MSE vs {label}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, **SAVE_KWARGS)
-    plt.close(fig)
+    return fig

@@ -133,7 +133,9 @@ def _test_set_note(df: pd.DataFrame) -> tuple[str, str]:
             f", but only part of it: the paper's numbers are over all {PAPER_TEST_SIZE:,} sequences")
         return "standard test set", (f"> **Test set:** {sets[0]}{size} — the file the paper's "
                                      f"numbers use{partial}.")
-    return "generated stand-in test set", (
+    short = ("stand-in test set from the bundled sample (not full MNIST)"
+             if any("bundled sample" in s for s in sets) else "generated stand-in test set")
+    return short, (
         f"> **Test set: NOT the standard file.** The numbers below come from: {'; '.join(sets)}"
         f". The paper's numbers are on the standard `{STANDARD_TEST_SET}` ({PAPER_TEST_SIZE:,} "
         "fixed sequences), so differences from the paper include the change of test set.")
@@ -224,23 +226,21 @@ def _figures(df: pd.DataFrame, run_dir: Path, fig_dir: Path, name: str, blocks: 
     parts += notes
     if strip:
         short_set = _test_set_note(df)[0]
-        figures.prediction_strip(strip, f"First test sequence ({short_set})",
-                                 fig_dir / "predictions.png")
+        figures.save(figures.prediction_strip(strip, f"First test sequence ({short_set})"),
+                     fig_dir / "predictions.png")
         parts.append(f"![Predictions of the best configuration of each block]({name}/predictions.png)"
                      "\n\nInput, target and the prediction of each block's best configuration by "
                      "test MSE (paper Table 6).")
     else:
         parts.append("No stored predictions (`predictions/<trial_id>.npz`) for a completed trial.")
-    group_of = {}
-    for values, trials in tables.split_blocks(df, blocks):
-        group_of.update({t: tables.describe(values, blocks) if blocks else "" for t in trials["trial_id"]})
     if any(figures.history_curve(h)[0] for h in df["history"]):
-        figures.learning_curves(df, group_of, fig_dir / "learning_curves.png")
+        figures.save(figures.learning_curves(df, blocks + varied), fig_dir / "learning_curves.png")
         parts.append(f"![Learning curves]({name}/learning_curves.png)\n\nValidation MSE per epoch; "
-                     "dashed with a cross: stopped early; dotted: errored or diverged.")
+                     "one colour per configuration (its repeats share it), named by its searched "
+                     "values; dashed with a cross: stopped early; dotted: errored or diverged.")
     else:
         parts.append("No per-epoch history stored, so no learning curves.")
-    figures.cost_figure(df, fig_dir / "cost.png")
+    figures.save(figures.cost_figure(df), fig_dir / "cost.png")
     parts.append(f"![Test MSE against size and training time]({name}/cost.png)\n\nEach point is a "
                  "trial; the red line is the Pareto front of completed trials (smaller and better).")
     return "\n\n".join(parts)

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from search.trainable import Fault
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 METRIC_COLUMNS = ("epoch", "loss", "val_mse", "val_ssim", "test_mse")
 
 
@@ -69,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "required for a local folder on a multi-node cluster")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
-    p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $SIMVP_DATA_DIR, else ./data)")
+    p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $SIMVP_DATA_DIR, else ./data if it has "
+                        "MNIST, else ~/.cache/simvp-search; fetched there when missing)")
     p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default: reports")
     return p
 
@@ -102,22 +102,15 @@ def space_hash(spec: SearchSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _data_dir(arg: str | None) -> str:
-    """The MNIST folder: --data-dir, $SIMVP_DATA_DIR, ./data, else the repo's sibling shared/data."""
-    from simvp_core import data
+def _data_dir(arg: str | None, allow_sample: bool) -> str:
+    """The MNIST folder (simvp_core.data.resolve_data_dir), fetched there when missing; if that
+    fails, the bundled sample when the space allows it (sample_fallback), else a UsageError."""
+    from simvp_core.fetch import ensure_mnist
 
-    explicit = arg or os.environ.get(data.ENV_DATA_DIR)
-    folder = str(data.resolve_data_dir(arg))
     try:
-        data.load_mnist("train", folder)
-        print(f"data: MNIST from {folder if folder == data.SAMPLE else Path(folder).resolve()}")
-        return folder
-    except data.DataNotFoundError as e:
-        if explicit or not (SHARED_DATA / "MNIST" / "raw").is_dir():
-            raise UsageError(str(e)) from e
-    print(f"data: no MNIST in {Path(folder).resolve()}; using {SHARED_DATA} (the checkout's "
-          f"sibling shared/data); pass --data-dir or set {data.ENV_DATA_DIR} to choose")
-    return str(SHARED_DATA)
+        return ensure_mnist(arg, allow_sample)
+    except (OSError, ValueError) as e:  # no data and no fetch, an unwritable folder, a wrong file
+        raise UsageError(str(e)) from e
 
 
 def _check_local_resources(spec: SearchSpec) -> None:
@@ -171,7 +164,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         faults = faults_from_env()
     except ValueError as e:
         raise UsageError(str(e)) from e
-    data_dir = _data_dir(args.data_dir)
+    data_dir = _data_dir(args.data_dir, spec.sample_fallback)
     return Plan(spec, name, run_dir, tune_storage, tracking_uri, data_dir, args.resume, previous,
                 faults)
 
@@ -406,7 +399,7 @@ def print_summary(plan: Plan, df: Any, tracker: Tracker, seconds: float) -> None
     print(f"results: {plan.run_dir / results.RESULTS_FILE}")
     if tracker.enabled:
         print(f"MLflow:  {plan.tracking_uri} (parent run {tracker.parent_run_id}); "
-              f"view with: {tracking.ui_command(plan.tracking_uri)}")
+              f"view with: {tracking.ui_command(plan.tracking_uri, tracker.experiment_id)}")
     else:
         print(f"MLflow:  off ({tracker.off_reason})")
 

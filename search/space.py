@@ -30,7 +30,7 @@ SCHEDULERS = ("none", "asha")
 METRICS = {"val_mse": "min", "val_mae": "min", "val_ssim": "max", "val_psnr": "max"}
 PUBLISHED_VALUES = ("mse", "mae", "ssim", "psnr", "params_m")
 TOP_KEYS = ("experiment", "description", "base", "space", "search", "scheduler", "metric", "repeats",
-            "resources", "max_failures", "blocks", "published")
+            "resources", "max_failures", "blocks", "published", "sample_fallback")
 SEARCH_KEYS = ("algorithm", "num_samples", "seed", "points_to_evaluate")
 SCHEDULER_KEYS = ("type", "grace_period", "reduction_factor", "max_epochs")
 # smoke(): every trial scaled to CPU minutes; values above a cap become the cap.
@@ -95,6 +95,7 @@ class SearchSpec:
     max_failures: int
     blocks: tuple[str, ...]
     published: tuple[dict, ...]
+    sample_fallback: bool = False  # MNIST cannot be fetched: run on the bundled sample (labelled)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -149,6 +150,7 @@ class SearchSpec:
             "resources": {"cpu": self.cpu, "gpu": self.gpu}, "max_failures": self.max_failures,
             "blocks": list(self.blocks),
             "published": [{**row, "match": dict(row["match"])} for row in self.published],
+            "sample_fallback": self.sample_fallback,
         }
 
     def smoke(self) -> "SearchSpec":
@@ -243,13 +245,15 @@ def parse_space(data: Any, file: str) -> SearchSpec:
                "0, a fraction in (0, 1] (0.25 packs 4 trials per GPU) or a whole number")
     max_failures = v.integer(data.get("max_failures", 1), "max_failures", minimum=0)
     blocks = v.blocks(data.get("blocks", []), space)
+    sample_fallback = v.boolean(data.get("sample_fallback", False), "sample_fallback")
 
     spec = SearchSpec(
         path=file, experiment=experiment, description=description, base=base, space=space,
         algorithm=algorithm, num_samples=num_samples, seed=seed, points_to_evaluate=points,
         scheduler=scheduler[0], grace_period=scheduler[1], reduction_factor=scheduler[2],
         max_epochs=scheduler[3], metric=metric, mode=METRICS[metric], repeats=repeats, cpu=float(cpu),
-        gpu=float(gpu), max_failures=max_failures, blocks=blocks, published=())
+        gpu=float(gpu), max_failures=max_failures, blocks=blocks, published=(),
+        sample_fallback=sample_fallback)
     if algorithm == "grid":
         v.check_configs(spec, points, "search.points_to_evaluate" if points else "space")
         spec = dataclasses.replace(spec, num_samples=len(spec.grid_points()))
@@ -292,6 +296,11 @@ class _Validator:
             self.fail(key, f"got {_show(value)}", f"an integer >= {minimum}")
         if value < minimum:
             self.fail(key, f"must be >= {minimum}, got {value}", f"an integer >= {minimum}")
+        return value
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, f"got {_show(value)}", "true or false")
         return value
 
     def choice(self, value: Any, choices: tuple[str, ...], key: str) -> str:

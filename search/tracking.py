@@ -29,13 +29,27 @@ NOT_LOGGED = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "should_checkpoint", "
 FINAL_STATES = {"completed": "FINISHED", "stopped": "FINISHED", "errored": "FAILED",
                 "diverged": "FAILED"}
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+# The experiment's kind for the MLflow UI: training runs, not a GenAI app (the UI's own constants).
+# MLflow 3 UIs before its workflow-based navigation open an experiment by this tag; 3.17 ignores it
+# and opens the GenAI pages unless the URL says `workflowType` (or the browser remembers the
+# sidebar's "Model training"), so the links printed to an experiment carry RUNS_VIEW.
+KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+RUNS_VIEW = "workflowType=machine_learning"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 
 
-def ui_command(uri: str) -> str:
-    """How to look at the runs: an SQLite store needs `mlflow ui`, a server is its own UI."""
+def experiment_url(ui: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's table of runs."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}?{RUNS_VIEW}"
+
+
+def ui_command(uri: str, experiment_id: str | None = None) -> str:
+    """How to look at the runs: an SQLite store needs `mlflow ui`, a server is its own UI; with
+    an experiment id, the page of its runs to open."""
     if uri.startswith(("http://", "https://")):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri}"
+        return f"open {experiment_url(uri, experiment_id) if experiment_id else uri}"
+    command = f"mlflow ui --backend-store-uri {uri}"
+    return f"{command}, then open {experiment_url(LOCAL_UI, experiment_id)}" if experiment_id else command
 
 
 @contextlib.contextmanager
@@ -85,6 +99,11 @@ class Tracker:
         self._last_step: dict[str, int] = {}
 
     @property
+    def experiment_id(self) -> str | None:
+        """The search's MLflow experiment, once start_search has found or created it."""
+        return self._experiment_id
+
+    @property
     def enabled(self) -> bool:
         return self.off_reason is None
 
@@ -120,9 +139,7 @@ class Tracker:
 
     def _start_search(self, space_path: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         client = self.client
-        exp = client.get_experiment_by_name(self.experiment)
-        self._experiment_id = exp.experiment_id if exp else client.create_experiment(
-            self.experiment, artifact_location=self.artifact_location)
+        self._experiment_id = self._experiment()
         if self.parent_run_id and _exists(client, self.parent_run_id):
             client.update_run(self.parent_run_id, status="RUNNING")
             return self.parent_run_id
@@ -132,6 +149,17 @@ class Tracker:
         self._log_params(self.parent_run_id, params)
         client.log_artifact(self.parent_run_id, space_path, artifact_path="space")
         return self.parent_run_id
+
+    def _experiment(self) -> str:
+        """The search's experiment id, created if new, tagged as training runs unless it already
+        has a kind (so an older or resumed store opens on its runs too)."""
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            return self.client.create_experiment(self.experiment, tags={KIND_TAG: TRAINING_KIND},
+                                                 artifact_location=self.artifact_location)
+        if KIND_TAG not in exp.tags:
+            self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, TRAINING_KIND)
+        return exp.experiment_id
 
     def finish_search(self, metrics: dict[str, float], status: str = "FINISHED") -> None:
         def finish() -> None:
@@ -291,7 +319,8 @@ def prediction_strip(npz_path: Path, png_path: Path, samples: int = 2) -> None:
     rows = [(f"{label} {s + 1}", data[key][s])
             for s in range(min(samples, len(data["preds"])))
             for key, label in (("inputs", "input"), ("targets", "target"), ("preds", "pred"))]
-    figures.prediction_strip(rows, f"Test predictions of {Path(npz_path).stem}", png_path)
+    figures.save(figures.prediction_strip(rows, f"Test predictions of {Path(npz_path).stem}"),
+                 png_path)
 
 
 _ACTIVE: dict[str, Tracker] = {}
@@ -323,5 +352,5 @@ class TrialLogger(Callback):
             tracker.log_epoch(trial.trial_id, trial.config, result)
 
 
-__all__ = ["Tracker", "TrialLogger", "register", "probe", "ui_command",
-           "prediction_strip"]
+__all__ = ["Tracker", "TrialLogger", "register", "probe", "ui_command", "experiment_url",
+           "prediction_strip", "KIND_TAG", "TRAINING_KIND", "RUNS_VIEW"]

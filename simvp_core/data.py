@@ -3,15 +3,19 @@
 Follows section 4 of the reference facts: 20 frames of 64x64, two bouncing 28x28 digits combined
 with an element-wise max, inputs frames 0-9 and targets frames 10-19, values / 255.
 Everything is vectorised torch on the digits' device; randomness comes only from the
-`torch.Generator` passed in, so a seed fixes the data.
+`torch.Generator` passed in, so a seed fixes the data. The MNIST files are checked against their
+official md5 when read; `python -m simvp_core.data fetch` downloads them (simvp_core.fetch).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
+import sys
 import zlib
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +28,8 @@ from simvp_core.config import AUGMENTATIONS
 
 ENV_DATA_DIR = "SIMVP_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
+CACHE_NAME = "simvp-search"  # the per-user default: $XDG_CACHE_HOME/simvp-search
+MNIST_RAW = Path("MNIST", "raw")  # where the MNIST files sit inside a data folder
 SAMPLE = "sample"  # the literal data_dir that selects the small sample shipped in the package
 SAMPLE_FILE = Path(__file__).parent / "sample" / "mnist_sample.npz"
 TEST_SEQ_FILE = "mnist_test_seq.npy"
@@ -36,57 +42,117 @@ STEP = 0.1  # distance moved per frame, in units of the free range [0, 1]
 CROP_SCALE = 0.94  # crop augmentation: upscale by 1 / 0.94 (64 -> 68), crop back to 64
 FLIP_P = 0.75  # each stage of the flip cascade fires with this probability
 
+# The official md5 of the four MNIST files (as published, and as torchvision checks them), plus
+# that of the two image files after gunzip: load_mnist reads either form.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+UNPACKED_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+                "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea"}
+
 _IMAGE_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
 _IDX_IMAGES_MAGIC = 0x00000803
-_MNIST_FILES = ("train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-                "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz")
+_MNIST_FILES = ", ".join(MNIST_MD5)
 
 
 class DataNotFoundError(FileNotFoundError):
     """The MNIST files are not where the data directory says they should be."""
 
 
+class ChecksumError(ValueError):
+    """A data file whose md5 is not the expected one (truncated, corrupt or another file)."""
+
+
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data folder: the argument, else $SIMVP_DATA_DIR, else ./data."""
+    """The data folder: the argument, else $SIMVP_DATA_DIR, else ./data if it holds MNIST, else
+    the per-user cache $XDG_CACHE_HOME/simvp-search (default ~/.cache/simvp-search)."""
     if data_dir is None:
-        data_dir = os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR
-    return Path(data_dir).expanduser()
+        data_dir = os.environ.get(ENV_DATA_DIR) or None
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if has_mnist(DEFAULT_DATA_DIR):
+        return Path(DEFAULT_DATA_DIR)
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(cache if os.path.isabs(cache) else Path.home() / ".cache") / CACHE_NAME
 
 
-def _is_sample(data_dir: str | Path | None) -> bool:
+def is_sample(data_dir: str | Path | None) -> bool:
     """True when data_dir (or $SIMVP_DATA_DIR when it is None) is the literal 'sample'."""
     raw = os.environ.get(ENV_DATA_DIR) if data_dir is None else data_dir
     return raw is not None and os.fspath(raw) == SAMPLE
 
 
-def load_mnist(split: str = "train", data_dir: str | Path | None = None) -> Tensor:
+def has_mnist(folder: str | Path) -> bool:
+    """Whether `folder` holds both MNIST image files load_mnist reads (gzipped or not)."""
+    return all(_image_file(Path(folder), split) is not None for split in _IMAGE_FILES)
+
+
+def _image_file(folder: Path, split: str) -> Path | None:
+    raw, name = folder / MNIST_RAW, _IMAGE_FILES[split]
+    return next((p for p in (raw / f"{name}.gz", raw / name) if p.is_file()), None)
+
+
+def file_md5(path: str | Path) -> str:
+    """The md5 of a file, hashed once per path, size and mtime: repeated loads do not re-read it."""
+    st = os.stat(path)
+    return _md5(os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@lru_cache(maxsize=32)
+def _md5(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_md5(path: str | Path, expected: str, fix: str) -> None:
+    """Raise ChecksumError (one line: the file, both sums, `fix`) unless path hashes to expected."""
+    actual = file_md5(path)
+    if actual != expected:
+        raise ChecksumError(f"{path}: md5 {actual}, expected {expected} (truncated, corrupt or "
+                            f"not the official file); {fix}")
+
+
+def load_mnist(split: str = "train", data_dir: str | Path | None = None,
+               md5s: Mapping[str, str] | None = None) -> Tensor:
     """MNIST images of one split as a uint8 (N, 28, 28) tensor (train 60000, test 10000).
 
-    Reads `<data_dir>/MNIST/raw/{train,t10k}-images-idx3-ubyte[.gz]`. data_dir == "sample"
+    Reads `<data_dir>/MNIST/raw/{train,t10k}-images-idx3-ubyte[.gz]`, which must have its official
+    md5 (md5s: file name -> md5 replaces that table, for files made elsewhere). data_dir == "sample"
     selects the small sample shipped in the package (1000 train, 500 test digits).
     """
     if split not in _IMAGE_FILES:
         raise ValueError(f"split must be one of {', '.join(_IMAGE_FILES)}; got {split!r}")
-    if _is_sample(data_dir):
+    if is_sample(data_dir):
         return torch.from_numpy(_read_sample(str(SAMPLE_FILE))[split].copy())
     folder = resolve_data_dir(data_dir)
-    raw = folder / "MNIST" / "raw"
-    name = _IMAGE_FILES[split]
-    for path in (raw / f"{name}.gz", raw / name):
-        if path.is_file():
-            return torch.from_numpy(_read_idx_images(str(path.resolve())).copy())
+    found = _image_file(folder, split)
+    if found is not None:
+        path = found.resolve()
+        images = _read_idx_images(str(path), path.stat().st_mtime_ns)  # its errors say more
+        check_md5(path, (md5s or {**MNIST_MD5, **UNPACKED_MD5})[found.name],
+                  f"delete it and run: python -m simvp_core.data fetch --data-dir {folder}")
+        return torch.from_numpy(images.copy())
+    raw, name = folder / MNIST_RAW, _IMAGE_FILES[split]
     where = folder.resolve()
     missing = "" if folder.is_dir() else " (the folder does not exist)"
     raise DataNotFoundError(
         f"MNIST {split} images not found: looked for {raw.resolve() / name}.gz (or unpacked "
         f"{name}) under data dir {where}{missing}; fix: pass --data-dir DIR, set {ENV_DATA_DIR}=DIR, "
-        f"or copy the four MNIST files ({_MNIST_FILES}) into {where / 'MNIST' / 'raw'} "
-        f"(or use --data-dir {SAMPLE} for the small bundled sample)")
+        f"run python -m simvp_core.data fetch --data-dir {folder}, or copy the four MNIST files "
+        f"({_MNIST_FILES}) into {where / MNIST_RAW} (or use --data-dir {SAMPLE} for the small "
+        "bundled sample)")
 
 
 @lru_cache(maxsize=8)
-def _read_idx_images(path: str) -> np.ndarray:
-    """Parse an IDX image file (gzipped or not) into a read-only uint8 (N, rows, cols) array."""
+def _read_idx_images(path: str, mtime_ns: int) -> np.ndarray:
+    """Parse an IDX image file (gzipped or not) into a read-only uint8 (N, rows, cols) array;
+    cached per path and mtime."""
     try:
         if path.endswith(".gz"):
             with gzip.open(path, "rb") as f:
@@ -252,10 +318,13 @@ def make_fixed_set(digits: Tensor, n: int, seed: int, chunk: int = 1000) -> Tens
     return torch.cat(parts)
 
 
-def test_set_label(n: int, seed: int, num_digits: int, folder: str | Path) -> str:
-    """How a generated stand-in test set was made, for results and reports."""
+def test_set_label(n: int, seed: int, num_digits: int, sample: bool = False) -> str:
+    """How a generated stand-in test set was made, for results and reports (no machine's paths)."""
+    if sample:
+        return (f"generated stand-in from the bundled sample, NOT full MNIST: {n} sequences from its "
+                f"{num_digits:,} test digits, seed {seed}")
     return (f"generated stand-in: {n} sequences from the {num_digits:,} MNIST test digits, "
-            f"seed {seed} ({TEST_SEQ_FILE} not found in {folder})")
+            f"seed {seed} ({TEST_SEQ_FILE} not in the data dir)")
 
 
 test_set_label.__test__ = False  # keep pytest from collecting it where a test module imports it
@@ -273,7 +342,7 @@ def load_test_set(n: int, seed: int, data_dir: str | Path | None = None,
         return _read_test_seq(folder / TEST_SEQ_FILE, n), TEST_SET_STANDARD
     if digits is None:
         digits = load_mnist("test", data_dir)
-    label = test_set_label(n, seed, len(digits), SAMPLE if _is_sample(data_dir) else folder.resolve())
+    label = test_set_label(n, seed, len(digits), sample=is_sample(data_dir))
     return make_fixed_set(digits, n, seed), label
 
 
@@ -290,13 +359,13 @@ def _read_test_seq(path: Path, n: int) -> Tensor:
     if n > frames.shape[1]:
         raise ValueError(f"{path}: asked for {n} test sequences but the file holds "
                          f"{frames.shape[1]}; lower test_size")
-    seqs = torch.from_numpy(np.ascontiguousarray(frames[:, :n]))
+    seqs = torch.from_numpy(np.array(frames[:, :n]))  # a copy: the memory map is read-only
     return seqs.transpose(0, 1).unsqueeze(2).contiguous()
 
 
 def has_standard_test_set(data_dir: str | Path | None = None) -> bool:
     """Whether `<data_dir>/mnist_test_seq.npy` is there (then no MNIST test digits are needed)."""
-    return not _is_sample(data_dir) and (resolve_data_dir(data_dir) / TEST_SEQ_FILE).is_file()
+    return not is_sample(data_dir) and (resolve_data_dir(data_dir) / TEST_SEQ_FILE).is_file()
 
 
 def _check_digits(digits: Tensor) -> None:
@@ -311,6 +380,18 @@ def _check_generator(generator: torch.Generator, device: torch.device) -> None:
                          f"create it with torch.Generator(device={str(device)!r})")
 
 
-__all__ = ["DataNotFoundError", "resolve_data_dir", "load_mnist", "bounce_positions",
-           "generate_sequences", "generate_sequences_uint8", "to_float", "has_standard_test_set", "augment", "split_frames", "make_fixed_set", "load_test_set",
-           "test_set_label", "TEST_SET_STANDARD", "SAMPLE", "ENV_DATA_DIR"]
+def main(argv: list[str] | None = None) -> int:
+    """`python -m simvp_core.data fetch [--data-dir DIR] [--test-set]`: see simvp_core.fetch."""
+    from simvp_core import fetch  # fetch builds on this module
+
+    return fetch.main(argv)
+
+
+__all__ = ["DataNotFoundError", "ChecksumError", "resolve_data_dir", "is_sample", "has_mnist",
+           "file_md5", "check_md5", "load_mnist", "bounce_positions", "generate_sequences",
+           "generate_sequences_uint8", "to_float", "has_standard_test_set", "augment", "split_frames",
+           "make_fixed_set", "load_test_set", "test_set_label", "TEST_SET_STANDARD", "SAMPLE",
+           "ENV_DATA_DIR", "MNIST_MD5", "MNIST_RAW"]
+
+if __name__ == "__main__":
+    sys.exit(main())

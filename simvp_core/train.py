@@ -1,6 +1,8 @@
 """`python -m simvp_core.train`: one training run, one flag per TrainConfig field.
 
-Exit codes: 0 done, 2 bad input (flags, data folder, existing run), 3 diverged (NaN/inf loss).
+MNIST missing from the data folder is fetched there first (simvp_core.fetch.ensure_mnist); if that
+fails the run stops with the fetch command to run (no fallback to the bundled sample: ask for it with
+--data-dir sample). Exit codes: 0 done, 2 bad input (flags, data, existing run), 3 diverged (NaN/inf loss).
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, dest=f.name, type=base, default=default,
                                 choices=_CHOICES.get(f.name), help=help_text)
-    parser.add_argument("--data-dir", help="folder holding MNIST/raw/*.gz "
-                        "(default: $SIMVP_DATA_DIR, else ./data; 'sample' = the small shipped sample)")
+    parser.add_argument("--data-dir", help="folder holding MNIST/raw/*.gz, fetched there when missing "
+                        "(default: $SIMVP_DATA_DIR, else ./data if it holds MNIST, else "
+                        "~/.cache/simvp-search; 'sample' = the small shipped sample)")
     parser.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     return parser
@@ -57,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     data_dir, out, resume = args.pop("data_dir"), args.pop("out"), args.pop("resume")
-    from simvp_core.trainer import DivergedError, run_training  # after parsing: --help stays fast
+    from simvp_core.fetch import ensure_mnist  # after parsing: --help stays fast
+    from simvp_core.trainer import DivergedError, run_training
 
     try:
         cfg = TrainConfig(**args)
-        run_training(cfg, out, resume=resume, data_dir=data_dir)
+        run_training(cfg, out, resume=resume, data_dir=ensure_mnist(data_dir, allow_sample=False))
     except DivergedError as exc:
         print(f"diverged: {exc}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -1,20 +1,59 @@
-"""Shared fixtures: the real MNIST files of ../shared/data (CI has them beside the checkout)."""
+"""Shared fixtures: the MNIST folder the tests read, and no network for any test.
+
+real_mnist_dir: the real MNIST files, from $SIMVP_DATA_DIR, else ../shared/data beside the checkout
+(CI has it); None on a fresh machine. SIMVP_TEST_NO_SHARED=1 ignores ../shared/data, to run the
+suite as a fresh machine does (unset SIMVP_DATA_DIR too). mnist_dir: that folder, else the literal
+"sample" (the bundled sample), so the end-to-end, trainer and CLI tests run everywhere.
+
+Every test runs with SIMVP_MNIST_MIRRORS and SIMVP_MMNIST_TEST_URL pointing at a loopback port
+nobody listens on: an automatic fetch fails at once instead of downloading; tests that fetch point
+them at their own local server.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+
+from simvp_core import data
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_network() -> Iterator[str]:
+    """The base URL of a dead local mirror, set as every download source for the whole session."""
+    dead = f"http://127.0.0.1:{_dead_port()}/"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SIMVP_MNIST_MIRRORS", dead)
+        mp.setenv("SIMVP_MMNIST_TEST_URL", dead + data.TEST_SEQ_FILE)
+        yield dead
+
+
 @pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    """The folder holding MNIST/raw/*.gz: $SIMVP_DATA_DIR, else ../shared/data."""
-    for candidate in (os.environ.get("SIMVP_DATA_DIR"), SHARED_DATA):
-        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
+def real_mnist_dir() -> Path | None:
+    """The folder holding the real MNIST/raw/*.gz: $SIMVP_DATA_DIR, else ../shared/data; else None."""
+    candidates = [os.environ.get("SIMVP_DATA_DIR")]
+    if os.environ.get("SIMVP_TEST_NO_SHARED") != "1":
+        candidates.append(str(SHARED_DATA))
+    for candidate in candidates:
+        if candidate and candidate != data.SAMPLE and data.has_mnist(candidate):
             return Path(candidate)
-    pytest.skip("MNIST files not found: set SIMVP_DATA_DIR or place ../shared/data beside the checkout")
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(real_mnist_dir: Path | None) -> Path | str:
+    """A data dir for the tests that train: the real MNIST folder, else "sample" (bundled digits)."""
+    return real_mnist_dir or data.SAMPLE

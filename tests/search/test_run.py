@@ -100,8 +100,9 @@ def check_mlflow(uri: str, df: pd.DataFrame, run_dir: Path) -> None:
         assert child.data.tags["status_detail"] == row["status_detail"]
         history = json.loads(row["history"])
         logged = client.get_metric_history(child.info.run_id, "val_mse")
-        assert sorted((m.step, m.value) for m in logged) == pytest.approx(
-            [(h["epoch"], h["val_mse"]) for h in history])
+        steps = sorted((m.step, m.value) for m in logged)
+        assert [s for s, _ in steps] == [h["epoch"] for h in history]
+        assert [v for _, v in steps] == pytest.approx([h["val_mse"] for h in history])
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert "trial_config.json" in artifacts
         with tempfile.TemporaryDirectory() as tmp:
@@ -165,16 +166,31 @@ def test_bad_data_dir_and_empty_resume_exit_2_before_anything(tmp_path: Path, wr
     assert not storage.exists()
 
 
-def test_data_falls_back_to_the_shared_folder_and_says_so(tmp_path: Path, monkeypatch, capsys) -> None:
-    from search.run import SHARED_DATA, _data_dir
+def test_missing_data_is_fetched_and_offline_only_a_sample_fallback_space_runs_on_the_sample(
+        tmp_path: Path, monkeypatch, capsys, write_space) -> None:
+    from search.run import UsageError, _data_dir
+    from search.space import SpaceError, load_space
 
-    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
-        pytest.skip(f"no {SHARED_DATA} beside this checkout")
-    monkeypatch.chdir(tmp_path)  # no ./data here
+    assert load_space(REPO / "spaces" / "smoke.yaml").sample_fallback is True
+    assert load_space(REPO / "spaces" / "loss.yaml").sample_fallback is False
+    with pytest.raises(SpaceError, match="sample_fallback.*true or false"):
+        load_space(write_space(tmp_path, "bad", {"lr": {"grid": [0.01]}}, sample_fallback="yes"))
+    monkeypatch.chdir(tmp_path)  # no ./data here: the default is the per-user cache
     monkeypatch.delenv("SIMVP_DATA_DIR", raising=False)
-    assert _data_dir(None) == str(SHARED_DATA)
-    out = capsys.readouterr().out
-    assert f"no MNIST in {tmp_path / 'data'}" in out and f"using {SHARED_DATA}" in out
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "simvp-search"
+    fetching = f"data: no MNIST in {cache}; fetching it (python -m simvp_core.data fetch --data-dir {cache})"
+    # conftest points the mirrors at a dead local port: the network is unreachable
+    assert _data_dir(None, allow_sample=True) == "sample"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == fetching and len(out) == 2
+    assert "fetching MNIST failed" in out[1] and "bundled sample" in out[1]
+    with pytest.raises(UsageError) as info:
+        _data_dir(None, allow_sample=False)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"MNIST not in {cache}")
+    assert f"`python -m simvp_core.data fetch --data-dir {cache}`" in message
+    assert capsys.readouterr().out.splitlines() == [fetching] and not cache.exists()
 
 
 def test_fault_hook_parses_and_rejects_typos() -> None:

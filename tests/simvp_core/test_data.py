@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -14,14 +16,13 @@ import torch.nn.functional as F
 
 from simvp_core import data
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"MNIST files not found under {SHARED_DATA}")
-    return SHARED_DATA
+def full_mnist(real_mnist_dir) -> Path:
+    if real_mnist_dir is None:
+        pytest.skip("needs the full MNIST files (60,000 + 10,000 digits), absent here: set "
+                    "SIMVP_DATA_DIR to a folder holding MNIST/raw, or run python -m simvp_core.data fetch")
+    return real_mnist_dir
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +43,20 @@ def write_idx(path: Path, images: np.ndarray, magic: int = 0x803, compress: bool
     return path
 
 
+def md5_of(path: Path) -> dict[str, str]:
+    """The md5 table entry that lets load_mnist accept a file written here."""
+    return {path.name: hashlib.md5(path.read_bytes()).hexdigest()}
+
+
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
 # ---- loading MNIST ----------------------------------------------------------------------------
 
-def test_load_full_mnist_shapes_and_sample_is_its_prefix(shared_data):
-    train = data.load_mnist("train", shared_data)
-    test = data.load_mnist("test", shared_data)
+def test_load_full_mnist_shapes_and_sample_is_its_prefix(full_mnist):
+    train = data.load_mnist("train", full_mnist)  # with their official md5s
+    test = data.load_mnist("test", full_mnist)
     assert train.shape == (60000, 28, 28) and train.dtype == torch.uint8
     assert test.shape == (10000, 28, 28) and test.dtype == torch.uint8
     assert train.min() == 0 and train.max() == 255
@@ -67,20 +73,49 @@ def test_sample_is_selected_by_env_var_and_needs_no_folder(monkeypatch, tmp_path
 
 def test_load_mnist_reads_gz_and_unpacked_files(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
-    write_idx(tmp_path / "a" / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz", images)
-    write_idx(tmp_path / "b" / "MNIST" / "raw" / "t10k-images-idx3-ubyte", images, compress=False)
+    packed = write_idx(tmp_path / "a" / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz", images)
+    unpacked = write_idx(tmp_path / "b" / "MNIST" / "raw" / "t10k-images-idx3-ubyte", images,
+                         compress=False)
+    md5s = {**md5_of(packed), **md5_of(unpacked)}
     for folder in ("a", "b"):
-        loaded = data.load_mnist("test", tmp_path / folder)
+        loaded = data.load_mnist("test", tmp_path / folder, md5s=md5s)
         assert loaded.dtype == torch.uint8
         np.testing.assert_array_equal(loaded.numpy(), images)
 
 
 def test_load_mnist_returns_a_fresh_tensor_each_call(tmp_path):
     images = np.full((2, 28, 28), 7, dtype=np.uint8)
-    write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz", images)
-    first = data.load_mnist("train", tmp_path)
+    md5s = md5_of(write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz", images))
+    first = data.load_mnist("train", tmp_path, md5s=md5s)
     first.zero_()
-    assert (data.load_mnist("train", tmp_path) == 7).all()
+    assert (data.load_mnist("train", tmp_path, md5s=md5s) == 7).all()
+
+
+@pytest.mark.parametrize("name", ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"])
+def test_a_file_with_the_wrong_md5_is_refused_naming_it_and_both_sums(tmp_path, name):
+    images = np.random.default_rng(3).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    path = write_idx(tmp_path / "MNIST" / "raw" / name, images, compress=name.endswith(".gz"))
+    with pytest.raises(data.ChecksumError) as info:  # a well-formed IDX file, but not MNIST's
+        data.load_mnist("train", tmp_path)
+    message = str(info.value)
+    assert isinstance(info.value, ValueError) and "\n" not in message
+    expected = {**data.MNIST_MD5, **data.UNPACKED_MD5}[name]
+    for part in (str(path.resolve()), md5_of(path)[name], expected,
+                 f"python -m simvp_core.data fetch --data-dir {tmp_path}"):
+        assert part in message
+
+
+def test_the_md5_check_is_cached_per_path_and_mtime(tmp_path):
+    images = np.zeros((2, 28, 28), dtype=np.uint8)
+    path = write_idx(tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz", images)
+    md5s = md5_of(path)
+    data.load_mnist("test", tmp_path, md5s=md5s)
+    misses = data._md5.cache_info().misses
+    data.load_mnist("test", tmp_path, md5s=md5s)
+    assert data._md5.cache_info().misses == misses  # not hashed again
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    data.load_mnist("test", tmp_path, md5s=md5s)
+    assert data._md5.cache_info().misses == misses + 1  # a changed file is hashed again
 
 
 def test_bad_split_is_rejected():
@@ -89,7 +124,15 @@ def test_bad_split_is_rejected():
 
 
 def test_resolve_data_dir_order(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SIMVP_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.resolve_data_dir() == tmp_path / "xdg" / "simvp-search"  # ./data holds no MNIST
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert data.resolve_data_dir() == Path.home() / ".cache" / "simvp-search"
+    for split in ("train", "test"):
+        write_idx(tmp_path / "data" / "MNIST" / "raw" / f"{data._IMAGE_FILES[split]}.gz",
+                  np.zeros((1, 28, 28), np.uint8))
     assert data.resolve_data_dir() == Path("data")
     monkeypatch.setenv("SIMVP_DATA_DIR", str(tmp_path / "env"))
     assert data.resolve_data_dir() == tmp_path / "env"
@@ -101,6 +144,7 @@ def _assert_helpful(message: str, folder: Path) -> None:
     assert str(folder.resolve()) in message
     assert "train-images-idx3-ubyte.gz" in message or "t10k-images-idx3-ubyte.gz" in message
     assert "--data-dir" in message and "SIMVP_DATA_DIR" in message
+    assert "python -m simvp_core.data fetch" in message
 
 
 def test_missing_folder_raises_data_not_found_naming_it_and_the_fix(tmp_path):
@@ -375,17 +419,21 @@ def test_load_test_set_falls_back_to_generated_stand_in(tmp_path, test_digits):
     seqs, label = data.load_test_set(6, seed=3, data_dir=tmp_path, digits=test_digits)
     assert torch.equal(seqs, data.make_fixed_set(test_digits, 6, seed=3))
     assert label.startswith("generated stand-in")
-    for part in ("6 sequences", "500 MNIST test digits", "seed 3", "mnist_test_seq.npy",
-                 str(tmp_path.resolve())):
+    for part in ("6 sequences", "500 MNIST test digits", "seed 3", "mnist_test_seq.npy not in the data dir"):
         assert part in label
-    assert label == data.test_set_label(6, 3, 500, tmp_path.resolve())
+    assert str(tmp_path) not in label and "/" not in label  # the same label on every machine
+    assert label == data.test_set_label(6, 3, 500)
 
 
-def test_load_test_set_from_full_mnist_names_its_size(shared_data, monkeypatch, tmp_path):
+def test_load_test_set_names_its_digits_full_mnist_or_the_bundled_sample(mnist_dir, monkeypatch,
+                                                                        tmp_path):
     monkeypatch.chdir(tmp_path)
-    seqs, label = data.load_test_set(2, seed=0, data_dir=shared_data)
-    assert seqs.shape == (2, 20, 1, 64, 64)
-    assert "10,000 MNIST test digits" in label
+    seqs, label = data.load_test_set(2, seed=0, data_dir=mnist_dir)
+    assert seqs.shape == (2, 20, 1, 64, 64) and label.startswith("generated stand-in")
+    if mnist_dir == data.SAMPLE:
+        assert "bundled sample, NOT full MNIST" in label and "500 test digits" in label
+    else:
+        assert "10,000 MNIST test digits" in label and "sample" not in label
 
 
 def test_load_test_set_uses_standard_npy_time_first(tmp_path):

@@ -32,6 +32,8 @@ def test_a_tiny_run_writes_metrics_and_a_resumable_checkpoint(tmp_path, mnist_di
     assert metrics["epochs"] == 1 and metrics["params"] > 0 and metrics["seconds"] > 0
     assert metrics["config"]["lambda_ddr"] == 0.1 and metrics["config"]["augment"] == "crop"
     assert "generated stand-in" in metrics["test_set"]
+    assert ("bundled sample" in metrics["test_set"]) == (mnist_dir == "sample")
+    assert proc.stdout.startswith("data: ")  # which data, in the first line
     assert (out / "checkpoint.pt").exists()
 
     again = run(*TINY, "--epochs", "1", "--out", str(out), "--data-dir", str(mnist_dir), check_rc=2)
@@ -58,11 +60,20 @@ def test_bad_flags_exit_2_with_a_clear_message(tmp_path, mnist_dir, args, fragme
     assert not (tmp_path / "x" / "metrics.json").exists()
 
 
-def test_a_missing_data_folder_says_where_it_looked_and_how_to_fix_it(tmp_path):
-    proc = run(*TINY, "--epochs", "1", "--out", str(tmp_path / "x"), "--data-dir",
-               str(tmp_path / "nowhere"), check_rc=2)
-    assert str(tmp_path / "nowhere") in proc.stderr and "SIMVP_DATA_DIR" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+def test_a_missing_data_folder_is_fetched_and_offline_says_how_to_fix_it(tmp_path):
+    # conftest points the mirrors at a dead local port: the fetch fails, and the trainer never
+    # falls back to the bundled sample
+    nowhere = tmp_path / "nowhere"
+    proc = run(*TINY, "--epochs", "1", "--out", str(tmp_path / "x"), "--data-dir", str(nowhere),
+               check_rc=2)
+    assert proc.stdout.splitlines()[0] == (f"data: no MNIST in {nowhere}; fetching it "
+                                           f"(python -m simvp_core.data fetch --data-dir {nowhere})")
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: MNIST not in {nowhere} and fetching it failed")
+    for part in ("Connection refused", f"`python -m simvp_core.data fetch --data-dir {nowhere}`",
+                 "SIMVP_MNIST_MIRRORS", "SIMVP_DATA_DIR"):
+        assert part in lines[0]
+    assert not (tmp_path / "x").exists() and not nowhere.exists()
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path, mnist_dir):

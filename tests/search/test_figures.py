@@ -1,0 +1,149 @@
+"""The report's figures as matplotlib objects: one colour per configuration, legends naming the
+searched values, plain parameter ticks in M."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_hex
+
+from search import figures
+
+NAMES = ["batch_size", "lambda_ddr"]
+
+
+def row(trial_id: str, status: str = "completed", epochs: int = 3, val_mse: float = 50.0,
+        test_mse: float = np.nan, n_params: int = 1_234_567, **searched) -> dict:
+    """The columns of one results row that the figures read."""
+    history = [{"epoch": e + 1, "val_mse": val_mse + 10.0 * (epochs - e - 1)} for e in range(epochs)]
+    return {"trial_id": trial_id, "status": status, "history": json.dumps(history),
+            "config_key": json.dumps(searched, sort_keys=True), **searched,
+            "best_val_mse": val_mse, "test_mse": test_mse, "n_params": n_params,
+            "seconds": 10.0 * epochs}
+
+
+def table4() -> pd.DataFrame:
+    """Two batch sizes; (16, 0.0) and (16, 0.1) repeated; one trial of each way of ending."""
+    def config(batch_size: int, lambda_ddr: float) -> dict:
+        return {"batch_size": batch_size, "lambda_ddr": lambda_ddr}
+    return pd.DataFrame([
+        row("t00", **config(32, 0.0)), row("t01", **config(32, 0.1)),
+        row("t02", "stopped", epochs=1, val_mse=30.0, **config(32, 0.5)),
+        row("t03", "errored", epochs=2, val_mse=70.0, **config(32, 1.0)),
+        row("t04", "diverged", epochs=2, val_mse=90.0, **config(32, 2.0)),
+        row("t05", **config(16, 0.0)), row("t06", val_mse=51.0, **config(16, 0.0)),
+        row("t07", **config(16, 0.1)), row("t08", val_mse=52.0, **config(16, 0.1)),
+    ])
+
+
+def curve_colours(fig) -> dict[str, str]:
+    """trial_id -> colour of its learning curve."""
+    return {line.get_gid(): to_hex(line.get_color()) for line in fig.axes[0].get_lines()
+            if line.get_gid()}
+
+
+def config_legend(fig) -> list[str]:
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_one_colour_per_configuration_and_repeats_share_it():
+    df = table4()
+    colours = curve_colours(figures.learning_curves(df, NAMES))
+    assert set(colours) == set(df["trial_id"])
+    by_config = df.groupby("config_key")["trial_id"].apply(list)
+    for trials in by_config:
+        assert len({colours[t] for t in trials}) == 1
+    assert len({colours[t[0]] for t in by_config}) == len(by_config)
+    assert colours["t05"] == colours["t06"] and colours["t05"] != colours["t00"]
+
+
+def test_legend_names_each_configuration_by_its_searched_values():
+    fig = figures.learning_curves(table4(), NAMES)
+    assert config_legend(fig) == ["batch_size=16 lambda_ddr=0", "batch_size=16 lambda_ddr=0.1",
+                                  "batch_size=32 lambda_ddr=0", "batch_size=32 lambda_ddr=0.1",
+                                  "batch_size=32 lambda_ddr=0.5", "batch_size=32 lambda_ddr=1",
+                                  "batch_size=32 lambda_ddr=2"]
+    legend_colours = [to_hex(h.get_color()) for h in fig.legends[0].legend_handles]
+    colours = curve_colours(fig)
+    assert legend_colours == [colours[t] for t in ("t05", "t07", "t00", "t01", "t02", "t03", "t04")]
+    statuses = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert statuses == ["completed", "stopped early", "errored", "diverged"]
+
+
+def test_trials_that_did_not_complete_are_drawn_differently():
+    fig = figures.learning_curves(table4(), NAMES)
+    styles = {line.get_gid(): line.get_linestyle() for line in fig.axes[0].get_lines()
+              if line.get_gid()}
+    assert styles["t00"] == "-"
+    assert styles["t02"] == "--"  # stopped
+    assert styles["t03"] == ":" and styles["t04"] == ":"  # errored, diverged
+
+
+def test_beyond_the_limit_only_the_best_are_labelled_and_the_legend_fits():
+    rows = [row(f"c{i:02d}", val_mse=100.0 - i, batch_size=16, lambda_ddr=i / 100)
+            for i in range(figures.MAX_LABELLED + 5)]
+    fig = figures.learning_curves(pd.DataFrame(rows), NAMES)
+    legend = config_legend(fig)
+    assert len(legend) == figures.MAX_LABELLED + 1
+    assert legend[-1] == "5 other configuration(s), not labelled"
+    assert f"the {figures.MAX_LABELLED} of {len(rows)}" in fig.legends[0].get_title().get_text()
+    colours = curve_colours(fig)
+    assert len({colours[f"c{i:02d}"] for i in range(5, len(rows))}) == figures.MAX_LABELLED
+    assert {colours[f"c{i:02d}"] for i in range(5)} == {figures.UNLABELLED_COLOUR}
+    fig.draw_without_rendering()
+    box = fig.legends[0].get_window_extent()
+    assert box.y0 >= 0 and box.y1 <= fig.bbox.height and box.x1 <= fig.bbox.width
+
+
+def test_long_labels_make_the_figure_taller_not_cut_off():
+    names = [f"p{i}" for i in range(9)]
+    rows = [row(f"t{i:02d}", **{n: f"value-{i}-{n}" for n in names})
+            for i in range(figures.MAX_LABELLED)]
+    fig = figures.learning_curves(pd.DataFrame(rows), names)
+    assert all("\n" in label for label in config_legend(fig))  # wrapped
+    assert fig.get_figheight() > figures.CURVES_SIZE[1]
+    fig.draw_without_rendering()
+    box = fig.legends[0].get_window_extent()
+    assert box.y0 >= 0 and box.y1 <= fig.bbox.height
+
+
+@pytest.mark.parametrize("n_params", [[160_385, 160_393, 160_393], [5_000_000, 5_400_000, 7_400_000]])
+def test_cost_axes_are_plain_numbers_with_parameters_in_millions(n_params):
+    rows = [row(f"t{i}", test_mse=40.0 + i, n_params=n, lambda_ddr=i / 10)
+            for i, n in enumerate(n_params)]
+    rows.append(row("t9", "stopped", epochs=1, n_params=n_params[0], lambda_ddr=0.9))
+    fig = figures.cost_figure(pd.DataFrame(rows))
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            assert axis.get_offset_text().get_text() == ""
+            assert all("e" not in t.get_text() for t in axis.get_ticklabels())
+    params = fig.axes[0]
+    assert params.get_xlabel() == "parameters (M)"
+    ticks = [float(t.get_text().replace("−", "-")) for t in params.get_xticklabels() if t.get_text()]
+    assert len(ticks) >= 3
+    low, high = min(n_params) / 1e6, max(n_params) / 1e6
+    assert min(ticks) <= high and max(ticks) >= low  # the ticks cover the points, in M
+    assert max(ticks) - min(ticks) >= 0.05 * low  # nearly equal sizes: a readable window
+
+
+def test_saving_twice_gives_the_same_bytes(tmp_path):
+    df = table4()
+    for i in range(2):
+        figures.save(figures.learning_curves(df, NAMES), tmp_path / f"curves{i}.png")
+        figures.save(figures.cost_figure(df), tmp_path / f"cost{i}.png")
+    assert (tmp_path / "curves0.png").read_bytes() == (tmp_path / "curves1.png").read_bytes()
+    assert (tmp_path / "cost0.png").read_bytes() == (tmp_path / "cost1.png").read_bytes()
+    assert b"Software" not in (tmp_path / "curves0.png").read_bytes()
+
+
+def test_prediction_strip_has_one_labelled_row_per_entry():
+    frames = np.zeros((figures.FRAMES, 1, 64, 64), dtype=np.float32)
+    fig = figures.prediction_strip([("input", frames), ("pred, act=gelu", frames + 2)], "title")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["input", "pred, act=gelu"]
+    assert fig.axes[0].get_images()[0].get_array().max() == 1.0  # clipped
+    assert tuple(fig.get_size_inches()) == figures.strip_size(2)
+    assert fig.get_suptitle() == "title"
