@@ -199,7 +199,8 @@ def run(device: torch.device, quick: bool, out: Path, data_dir: str, skip: set[s
         "concurrency": lambda: _concurrency(sizes, dev, data_dir, overrides),
         "overhead": lambda: _overhead(dev, data_dir),
         "search": lambda: (search_proxy.search_table(list(range(sizes.proxy_seeds)), sizes.proxy_trials),
-                           NOTES["search"].format(epochs=search_proxy.MAX_EPOCHS, seeds=sizes.proxy_seeds)),
+                           NOTES["search"].format(epochs=search_proxy.loss_space().max_epochs,
+                                                   seeds=sizes.proxy_seeds)),
     }
     for name in TABLES:  # in this order: the data table needs the training table's rates
         if name in skip:

@@ -2,7 +2,8 @@
 
 No model is trained here. Each trial's validation MSE per epoch comes from an analytic
 learning-curve model of the loss-weights space of `spaces/loss.yaml` (lambda_gdl in [0, 1],
-lambda_ddr in [0, 0.5], 100 epochs, rungs at 10/30/90 epochs with reduction factor 3):
+lambda_ddr in [0, 0.5], 100 epochs, rungs at 10/30/90 epochs with reduction factor 3), and Optuna
+samples that space file's own space (search.space.optuna_space), epochs and rungs:
 
     final(g, d) = 41.0 * (1 + 0.3 * (g - 0.5)**2 + 1.0 * (d - 0.1)**2)
     mse(g, d, e) = (final + 220 * (1 + 0.3 * g) * (e**-0.7 - 100**-0.7)) * (1 + 0.01 * N(0, 1))
@@ -19,15 +20,18 @@ total and the grid's own time to reach it (its order: lambda_gdl, then lambda_dd
 
 from __future__ import annotations
 
+import functools
 import itertools
 import statistics
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import optuna
 
-MAX_EPOCHS = 100
-GRACE_PERIOD, REDUCTION_FACTOR = 10, 3
+from search.space import SearchSpec, load_space, optuna_space
+
+LOSS_SPACE = Path(__file__).resolve().parents[1] / "spaces" / "loss.yaml"
 GRID_GDL = (0.0, 0.25, 0.5, 0.75, 1.0)
 GRID_DDR = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 BEST_MSE, BEST_GDL, BEST_DDR = 41.0, 0.5, 0.1
@@ -40,14 +44,21 @@ PROXY_NOTE = ("PROXY: analytic learning curves of the loss-weights space (see "
               "is assumed, not measured")
 
 
+@functools.cache
+def loss_space() -> SearchSpec:
+    """spaces/loss.yaml: the space, epochs (max_epochs) and ASHA rungs the proxy searches."""
+    return load_space(LOSS_SPACE)
+
+
 def final_mse(gdl: float, ddr: float) -> float:
-    """The proxy's noise-free MSE after MAX_EPOCHS epochs."""
+    """The proxy's noise-free MSE after the space's max_epochs."""
     return BEST_MSE * (1 + CURVATURE_GDL * (gdl - BEST_GDL) ** 2 + CURVATURE_DDR * (ddr - BEST_DDR) ** 2)
 
 
 def proxy_mse(gdl: float, ddr: float, epoch: int, rng: np.random.Generator) -> float:
     """The proxy's validation MSE after `epoch` epochs, with one draw of noise."""
-    excess = EARLY_EXCESS * (1 + SLOW_PER_GDL * gdl) * (epoch ** -CURVE_POWER - MAX_EPOCHS ** -CURVE_POWER)
+    horizon = loss_space().max_epochs
+    excess = EARLY_EXCESS * (1 + SLOW_PER_GDL * gdl) * (epoch ** -CURVE_POWER - horizon ** -CURVE_POWER)
     return (final_mse(gdl, ddr) + excess) * (1 + NOISE * rng.standard_normal())
 
 
@@ -66,12 +77,12 @@ class EpochLedger:
 
 
 def run_grid(seed: int, target: float = -np.inf) -> tuple[float, EpochLedger]:
-    """Every grid point for MAX_EPOCHS epochs: (best final MSE, ledger)."""
+    """Every grid point for the space's max_epochs: (best final MSE, ledger)."""
     ledger = EpochLedger(target)
     finals = []
     for i, (gdl, ddr) in enumerate(itertools.product(GRID_GDL, GRID_DDR)):
         rng = np.random.default_rng([seed, 0, i])
-        for epoch in range(1, MAX_EPOCHS + 1):
+        for epoch in range(1, loss_space().max_epochs + 1):
             value = proxy_mse(gdl, ddr, epoch, rng)
             ledger.record(value)
         finals.append(value)
@@ -79,14 +90,17 @@ def run_grid(seed: int, target: float = -np.inf) -> tuple[float, EpochLedger]:
 
 
 def run_optuna(seed: int, n_trials: int, target: float, prune: bool = True) -> EpochLedger:
-    """TPE (seeded), with successive halving at epochs 10, 30, 90 (reduction factor 3) if prune."""
+    """TPE (seeded) over the space file's space, with successive halving at the space's ASHA
+    rungs (grace period, reduction factor) if prune."""
     ledger = EpochLedger(target)
+    spec = loss_space()
+    suggest = optuna_space(spec)
 
     def objective(trial: optuna.Trial) -> float:
-        gdl = trial.suggest_float("lambda_gdl", 0.0, 1.0)
-        ddr = trial.suggest_float("lambda_ddr", 0.0, 0.5)
+        suggest(trial)
+        gdl, ddr = trial.params["lambda_gdl"], trial.params["lambda_ddr"]
         rng = np.random.default_rng([seed, 1, trial.number])
-        for epoch in range(1, MAX_EPOCHS + 1):
+        for epoch in range(1, spec.max_epochs + 1):
             value = proxy_mse(gdl, ddr, epoch, rng)
             ledger.record(value)
             trial.report(value, epoch)
@@ -98,7 +112,7 @@ def run_optuna(seed: int, n_trials: int, target: float, prune: bool = True) -> E
     study = optuna.create_study(
         direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=GRACE_PERIOD, reduction_factor=REDUCTION_FACTOR)
+            min_resource=spec.grace_period, reduction_factor=spec.reduction_factor)
         if prune else optuna.pruners.NopPruner())
     study.optimize(objective, n_trials=n_trials)
     return ledger
@@ -122,7 +136,7 @@ def search_table(seeds: list[int], n_trials: int, log: Callable[[str], None] = p
         ledgers["tpe"].append(run_optuna(seed, n_trials, target, prune=False))
         ledgers["tpe+sh"].append(run_optuna(seed, n_trials, target))
     n_grid = len(GRID_GDL) * len(GRID_DDR)
-    names = {"grid": f"grid ({n_grid} configs x {MAX_EPOCHS} epochs)",
+    names = {"grid": f"grid ({n_grid} configs x {loss_space().max_epochs} epochs)",
              "tpe": f"Optuna TPE, no pruning ({n_trials} trials)",
              "tpe+sh": f"Optuna TPE + successive halving ({n_trials} trials)"}
     grid_total = _median([r.epochs for r in ledgers["grid"]])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from search import layout
 from search.tables import describe, markdown_table
 
 MIN_IMPORTANCE_TRIALS = 2  # Optuna's evaluator needs at least this many finished trials
@@ -18,19 +19,16 @@ def best_lines(completed: pd.DataFrame, metric: str, mode: str, searched: list[s
     """Bullets naming the best configuration by the search metric and by test MSE."""
     if completed.empty:
         return ["- No trial completed, so there is no best configuration."]
-    groups = {k: g.sort_values("trial_id") for k, g in completed.groupby("config_key", sort=True)}
     lines = []
-    for title, column, lower in ((f"by {metric} ({mode})", metric, mode == "min"),
-                                 ("by test MSE", "test_mse", True)):
-        means = {k: g[column].mean() for k, g in groups.items() if np.isfinite(g[column]).any()}
-        if not means:
+    for title, column, direction in ((f"by {metric} ({mode})", metric, mode),
+                                     ("by test MSE", "test_mse", "min")):
+        top = layout.best(completed, column, direction)
+        if top is None:
             lines.append(f"- Best {title}: no completed trial has this value.")
             continue
-        key = min(means, key=lambda k: ((1 if lower else -1) * means[k], k))
-        best = groups[key]
-        lines.append(f"- Best {title}: {describe(best.iloc[0], searched)} — {metric} "
-                     f"{best[metric].mean():.4g}, test MSE {format_mse(best['test_mse'].mean())} "
-                     f"(mean of {len(best)} completed run(s)).")
+        lines.append(f"- Best {title}: {describe(top.iloc[0], searched)} — {metric} "
+                     f"{top[metric].mean():.4g}, test MSE {format_mse(top['test_mse'].mean())} "
+                     f"(mean of {len(top)} completed run(s)).")
     return lines
 
 

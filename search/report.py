@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from search import figures, insight, tables
+from search import figures, insight, layout, tables
 
 REQUIRED_COLUMNS = (
     "trial_id", "status", "status_detail", "epochs_run", "searched", "config_key", "repeat",
@@ -45,7 +46,7 @@ def load_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such run folder; pass runs/<name> of a search "
                           "started with python -m search.run")
-    exp_path = run_dir / "experiment.json"
+    exp_path = run_dir / layout.EXPERIMENT_FILE
     if not exp_path.is_file():
         raise ReportError(f"{exp_path} not found: {run_dir} is not a search run folder "
                           "(python -m search.run writes it when the search starts)")
@@ -54,7 +55,7 @@ def load_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"{exp_path} is not valid JSON ({e}); rewrite it by resuming the search "
                           "(python -m search.run SPACE --resume)") from e
-    path = run_dir / "results.parquet"
+    path = run_dir / layout.RESULTS_FILE
     if not path.is_file():
         raise ReportError(f"{path} not found: the search has not written its results yet; let it "
                           "finish or resume it (python -m search.run SPACE --resume)")
@@ -100,7 +101,7 @@ def build_report(run_dir: Path, reports_dir: Path = Path("reports")) -> Path:
     varied = [p for p in searched_names(df, exp) if p != "seed" and p not in blocks]
     absent = [p for p in blocks + varied if p not in df.columns]
     if absent:
-        raise ReportError(f"{run_dir / 'results.parquet'} lacks the searched/block column(s) "
+        raise ReportError(f"{run_dir / layout.RESULTS_FILE} lacks the searched/block column(s) "
                           f"{', '.join(absent)} named in experiment.json; rerun the search")
     fig_dir = reports_dir / name
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,8 @@ def _header(df: pd.DataFrame, exp: dict[str, Any], name: str) -> str:
     done = int(counts.get("completed", 0))
     by_status = ", ".join(f"{n} {tables.STATUS_LABELS.get(s, s)}"
                           for s, n in counts.items() if s != "completed")
-    best = df[df["status"] == "completed"].groupby("config_key")["test_mse"].mean().min()
+    top = layout.best(df, "test_mse", "min")
+    best = math.nan if top is None else top["test_mse"].mean()
     short_set, note = _test_set_note(df)
     algorithm = exp.get("algorithm", "n/a")
     summary = (f"{exp.get('experiment', name)}: {algorithm} search, {len(df)} trials ({done} "
@@ -255,7 +257,7 @@ def _prediction_rows(df: pd.DataFrame, run_dir: Path, blocks: list[str], varied:
         trial = _best_trial(trials[trials["status"] == "completed"], run_dir)
         if trial is None:
             continue
-        path = run_dir / "predictions" / f"{trial['trial_id']}.npz"
+        path = layout.predictions_path(run_dir, trial["trial_id"])
         try:
             with np.load(path) as npz:
                 arrays = {k: np.asarray(npz[k][0], dtype=np.float32)
@@ -276,18 +278,12 @@ def _prediction_rows(df: pd.DataFrame, run_dir: Path, blocks: list[str], varied:
 def _best_trial(completed: pd.DataFrame, run_dir: Path) -> pd.Series | None:
     """The completed trial with stored predictions whose configuration is best by test MSE
     (best validation MSE where no test was run), its best repeat."""
-    stored = completed[[(run_dir / "predictions" / f"{t}.npz").is_file()
-                        for t in completed["trial_id"]]]
-    if stored.empty:
+    stored = completed[[layout.predictions_path(run_dir, t).is_file() for t in completed["trial_id"]]]
+    if stored.empty:  # also when nothing completed: completed[[]] selects no columns
         return None
     column = "test_mse" if np.isfinite(stored["test_mse"]).any() else "best_val_mse"
-    scored = stored[np.isfinite(stored[column])]
-    if scored.empty:
-        return None
-    means = scored.groupby("config_key")[column].mean()
-    best_key = min(means.index, key=lambda k: (means[k], k))
-    repeats = scored[scored["config_key"] == best_key]
-    return repeats.sort_values([column, "trial_id"]).iloc[0]
+    top = layout.best(stored, column, "min")
+    return None if top is None else top.iloc[0]
 
 
 def _insight(df: pd.DataFrame, exp: dict[str, Any], run_dir: Path, searched: list[str]) -> str:
@@ -299,12 +295,12 @@ def _insight(df: pd.DataFrame, exp: dict[str, Any], run_dir: Path, searched: lis
     stops = insight.stop_summary(df)
     if stops:
         parts.append(stops)
-    if exp.get("algorithm") == "optuna":
-        db = run_dir / "optuna.db"
+    if exp.get("algorithm") in layout.OPTUNA_ALGORITHMS:
+        db = run_dir / layout.OPTUNA_DB
         if db.is_file():
             parts += insight.importance_lines(db, exp.get("optuna_study"))
         else:
-            parts.append("Parameter importances: optuna.db not found in the run folder.")
+            parts.append(f"Parameter importances: {layout.OPTUNA_DB} not found in the run folder.")
     gpu = float((exp.get("resources") or {}).get("gpu", 0) or 0)
     parts += ["### Cost", insight.cost_table(df, exp.get("wall_seconds"), gpu)]
     return "\n\n".join(parts)
@@ -329,7 +325,7 @@ def write_index(reports_dir: Path) -> Path:
 
 def attach_to_mlflow(run_dir: Path, md_path: Path) -> bool:
     """Log the report and its figures to the search's MLflow parent run; False when not done."""
-    exp = json.loads((Path(run_dir) / "experiment.json").read_text())
+    exp = layout.read_experiment(run_dir)
     uri, run_id = exp.get("tracking_uri"), exp.get("mlflow_parent_run_id")
     if not uri or not run_id:
         return False

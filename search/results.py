@@ -1,4 +1,4 @@
-"""`runs/<name>/results.parquet` (one row per trial) and `experiment.json`, written atomically.
+"""`runs/<name>/results.parquet`: one row per trial, written atomically (names in search.layout).
 
 The rows come from Tune's own record of each trial (status, failures, last reported result) and
 the trial's latest checkpoint (the trainer history and, for completed trials, the predictions),
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -18,47 +16,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from search.trainable import HISTORY_FILE, PREDICTIONS_FILE
-from simvp_core.config import FIELD_TYPES
+from search import layout
 
 if TYPE_CHECKING:
     from ray.tune import Checkpoint
     from ray.tune.experiment import Trial
 
     from search.space import SearchSpec
-
-RESULTS_FILE = "results.parquet"
-EXPERIMENT_FILE = "experiment.json"
-PREDICTIONS_DIR = "predictions"
-STATUSES = ("completed", "stopped", "errored", "diverged")
-METRICS = ("mse", "mae", "ssim", "psnr")
-COLUMNS = (
-    "trial_id", "status", "status_detail", "epochs_run", *FIELD_TYPES,
-    "searched", "config_key", "repeat", *(f"val_{m}" for m in METRICS), "best_val_mse",
-    *(f"test_{m}" for m in METRICS), "test_set", "n_params", "seconds", "node_id", "retries",
-    "history", "mlflow_run_id",
-)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_experiment(run_dir: Path, info: dict[str, Any]) -> None:
-    atomic_write(Path(run_dir) / EXPERIMENT_FILE, (json.dumps(info, indent=2) + "\n").encode())
-
-
-def read_experiment(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / EXPERIMENT_FILE).read_text())
 
 
 def searched_names(spec: SearchSpec) -> list[str]:
@@ -79,13 +43,13 @@ def trial_row(trial: Trial, spec: SearchSpec, run_dir: Path) -> dict[str, Any]:
     params = {k: v for k, v in trial.config.items() if v is not None}  # None: 'not applied'
     cfg = spec.trial_config(params)
     last = trial.last_result or {}
-    history = _checkpoint_json(trial.checkpoint, HISTORY_FILE) or []
+    history = _checkpoint_json(trial.checkpoint, layout.HISTORY_FILE) or []
     epochs_run = len(history)
     retries = min(trial.num_failures, spec.max_failures)
     status, detail = _status(trial, last, epochs_run, cfg.epochs, spec, retries)
     completed = status == "completed"
     if completed:
-        _copy_predictions(trial.checkpoint, Path(run_dir) / PREDICTIONS_DIR / f"{trial.trial_id}.npz")
+        _copy_predictions(trial.checkpoint, layout.predictions_path(run_dir, trial.trial_id))
     val = history[-1] if history else {}
     seconds = sum(r.get("epoch_seconds", r.get("seconds", 0.0)) for r in history)
     return {
@@ -97,9 +61,9 @@ def trial_row(trial: Trial, spec: SearchSpec, run_dir: Path) -> dict[str, Any]:
         "searched": json.dumps(searched_names(spec)),
         "config_key": config_key(params),
         "repeat": int(params["seed"]) - spec.base.seed if "seed" in params else 0,
-        **{f"val_{m}": _float(val.get(f"val_{m}")) for m in METRICS},
+        **{f"val_{m}": _float(val.get(f"val_{m}")) for m in layout.METRICS},
         "best_val_mse": min((_float(r.get("val_mse")) for r in history), default=math.nan),
-        **{f"test_{m}": _float(last.get(f"test_{m}")) if completed else math.nan for m in METRICS},
+        **{f"test_{m}": _float(last.get(f"test_{m}")) if completed else math.nan for m in layout.METRICS},
         "test_set": str(last.get("test_set", "")),
         "n_params": int(last["n_params"]) if "n_params" in last else None,
         "seconds": seconds + (_float(last.get("test_seconds")) if completed else 0.0),
@@ -160,20 +124,21 @@ def _copy_predictions(checkpoint: Checkpoint | None, dest: Path) -> None:
     if checkpoint is None or dest.is_file():
         return
     try:
-        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{PREDICTIONS_FILE}") as f:
-            atomic_write(dest, f.read())
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{layout.PREDICTIONS_FILE}") as f:
+            layout.atomic_write(dest, f.read())
     except OSError:
         pass  # a completed trial always writes them; a missing file only loses the figure
 
 
 def save_results(rows: list[dict[str, Any]], run_dir: Path) -> Path:
     """Write rows to results.parquet atomically, in schema column order, sorted by trial_id."""
-    ordered = [{c: r[c] for c in COLUMNS} for r in sorted(rows, key=lambda r: r["trial_id"])]
-    table = pa.Table.from_pylist(ordered) if ordered else pa.table({c: [] for c in COLUMNS})
+    columns = layout.columns()
+    ordered = [{c: r[c] for c in columns} for r in sorted(rows, key=lambda r: r["trial_id"])]
+    table = pa.Table.from_pylist(ordered) if ordered else pa.table({c: [] for c in columns})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    path = Path(run_dir) / RESULTS_FILE
-    atomic_write(path, sink.getvalue().to_pybytes())
+    path = Path(run_dir) / layout.RESULTS_FILE
+    layout.atomic_write(path, sink.getvalue().to_pybytes())
     return path
 
 
@@ -185,9 +150,8 @@ def write_results(trials: Iterable[Trial], spec: SearchSpec, run_dir: Path) -> l
 
 
 def read_results(run_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(run_dir) / RESULTS_FILE)
+    return pd.read_parquet(Path(run_dir) / layout.RESULTS_FILE)
 
 
-__all__ = ["COLUMNS", "STATUSES", "write_results", "read_results", "save_results", "trial_row",
-           "write_experiment", "read_experiment", "atomic_write", "config_key",
+__all__ = ["write_results", "read_results", "save_results", "trial_row", "config_key",
            "searched_names"]

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-METRICS = ("mse", "mae", "ssim", "psnr")
-LOWER_IS_BETTER = {"mse": True, "mae": True, "ssim": False, "psnr": False}
+from search import layout
+
 DECIMALS = {"mse": 2, "mae": 2, "ssim": 4, "psnr": 2}  # OpenSTL's convention, kept everywhere
 HEADERS = {"mse": "MSE ↓", "mae": "MAE ↓", "ssim": "SSIM ↑", "psnr": "PSNR ↑"}
 NOISE_ALPHA = 0.05
@@ -115,7 +115,7 @@ def summarise(completed: pd.DataFrame, varied: list[str]) -> list[ConfigSummary]
         first = group.iloc[0].to_dict()
         epochs = sorted({int(e) for e in group["epochs_run"]})
         stats_ = {m: Stat(tuple(float(v) for v in group[f"test_{m}"] if np.isfinite(v)))
-                  for m in METRICS}
+                  for m in layout.METRICS}
         out.append(ConfigSummary(
             key=str(key), config=first, n=len(group), n_params=float(group["n_params"].mean()),
             epochs_run=str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}",
@@ -126,11 +126,11 @@ def summarise(completed: pd.DataFrame, varied: list[str]) -> list[ConfigSummary]
 def best_marks(rows: list[ConfigSummary]) -> dict[str, tuple[set[str], bool]]:
     """metric -> (keys of the best rows, whether the best is within noise of the runner-up)."""
     marks = {}
-    for m in METRICS:
+    for m in layout.METRICS:
         scored = [r for r in rows if r.stats[m].n]
         if not scored:
             continue
-        sign = 1.0 if LOWER_IS_BETTER[m] else -1.0
+        sign = 1.0 if layout.MODES[m] == "min" else -1.0
         scored.sort(key=lambda r: (sign * r.stats[m].mean, r.key))
         best = scored[0].stats[m].mean
         keys = {r.key for r in scored if r.stats[m].mean == best}
@@ -179,15 +179,15 @@ def block_table(rows: list[ConfigSummary], varied: list[str], published: list[di
     """The completed configurations of one block, best values bold, paper values beside ours."""
     marks = best_marks(rows)
     paper = {r.key: match_published(r.config, published) or {} for r in rows}
-    paper_metrics = [m for m in METRICS if any(m in e for e in paper.values())]
-    header = [*varied, "n", "params (M)", "epochs", *(HEADERS[m] for m in METRICS)]
+    paper_metrics = [m for m in layout.METRICS if any(m in e for e in paper.values())]
+    header = [*varied, "n", "params (M)", "epochs", *(HEADERS[m] for m in layout.METRICS)]
     for m in paper_metrics:
         header += [f"paper {m.upper()}", f"Δ {m.upper()}"]
     body = []
     for r in rows:
         cells = [format_value(r.config[v]) for v in varied]
         cells += [str(r.n), _fmt(r.n_params / 1e6, 3), r.epochs_run]
-        for m in METRICS:
+        for m in layout.METRICS:
             text = r.stats[m].format(m)
             keys, noisy = marks.get(m, (set(), False))
             if r.key in keys:

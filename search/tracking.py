@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from search import layout
 from simvp_core.config import FIELD_TYPES
 
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
@@ -241,20 +242,22 @@ class Tracker:
                 break
             self._guard(partial(self._sync_trial, run_id, row, Path(run_dir)))
             ids[row["trial_id"]] = run_id
-        if self.enabled and self._children is not None:
-            self._guard(lambda: self._delete_lost(set(ids)))
         return ids if self.enabled else {}
 
-    def _delete_lost(self, kept: set[str]) -> None:
-        """Child runs of trials Tune no longer knows: started just before the driver was killed,
-        after its last state snapshot (their configurations run again as new trials)."""
-        for trial_id, run_id in list(self._children.items()):
-            if trial_id not in kept:
-                self.client.set_tag(run_id, "status", "lost: the driver was killed before "
-                                                      "Tune recorded this trial")
-                self.client.set_terminated(run_id, "KILLED")
-                self.client.delete_run(run_id)
-                del self._children[trial_id]
+    def children(self) -> dict[str, str]:
+        """trial_id -> run id of the search's child runs ({} once logging is off)."""
+        if not self.parent_run_id:
+            return {}
+        return dict(self._guard(self._find_children) or {})
+
+    def delete_child(self, trial_id: str, why: str) -> None:
+        """End a trial's child run as KILLED with `why` as its status, and delete it."""
+        def delete() -> None:
+            run_id = self._find_children().pop(trial_id)
+            self.client.set_tag(run_id, "status", why)
+            self.client.set_terminated(run_id, "KILLED")
+            self.client.delete_run(run_id)
+        self._guard(delete)
 
     def _sync_trial(self, run_id: str, row: dict[str, Any], run_dir: Path) -> None:
         from mlflow.entities import RunTag
@@ -268,9 +271,9 @@ class Tracker:
                 self._log_metrics(run_id, {k: v for k, v in epoch_row.items()
                                            if k != "epoch" and _is_number(v)}, step)
                 self._last_step[run_id] = step
-        final = {k: row[k] for k in ("test_mse", "test_mae", "test_ssim", "test_psnr",
-                                     "best_val_mse", "n_params", "seconds", "epochs_run",
-                                     "retries") if _is_number(row[k])}
+        final = {k: row[k] for k in (*(f"test_{m}" for m in layout.METRICS), "best_val_mse",
+                                     "n_params", "seconds", "epochs_run", "retries")
+                 if _is_number(row[k])}
         final["wall_seconds"] = final.pop("seconds", 0.0)
         self._log_metrics(run_id, final, step=int(row["epochs_run"]))
         tags = {"status": row["status"], "status_detail": str(row["status_detail"])[:4000],
@@ -279,7 +282,7 @@ class Tracker:
         self.client.log_dict(run_id, {"trial_id": row["trial_id"], "config": _row_config(row),
                                       "searched": json.loads(row["searched"])},
                              "trial_config.json")
-        npz = run_dir / "predictions" / f"{row['trial_id']}.npz"
+        npz = layout.predictions_path(run_dir, row["trial_id"])
         if npz.is_file():
             with tempfile.TemporaryDirectory() as tmp:
                 png = Path(tmp) / "predictions.png"

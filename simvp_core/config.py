@@ -1,155 +1,230 @@
-"""TrainConfig: every setting the paper varies, in one frozen dataclass.
+"""TrainConfig: every training setting, declared once: type, bounds, choices, help and group.
 
-It is the single source of truth: the training CLI makes one flag per field, and the search
-space files use these field names as keys.
+The training CLI, the fields a resume may change, the smoke caps, the search-space validation and
+its JSON Schema are all derived from these declarations (pydantic v2); there is no second list.
 """
 
-from __future__ import annotations
+import difflib
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass
-from typing import Any
+import annotated_types as at
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from simvp_core.models import ACTIVATIONS, PRESETS, TRANSLATORS
+from simvp_core.presets import ACTIVATIONS, PRESET_NAMES, TRANSLATORS
 
 AUGMENTATIONS = ("none", "crop", "flip", "crop+flip")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "bf16", "off")
+GROUPS = ("model", "data", "learning", "execution")  # execution: what a resume may change
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. Size fields left at None take the preset's value."""
+def setting(default: Any, group: str, help: str, *, smoke_max: int | None = None, headline: bool = False,
+            **bounds: Any) -> Any:
+    """One field's declaration. smoke_max: its cap in a smoke run; headline: always shown in a plan."""
+    extra: dict[str, Any] = {"group": group}
+    if smoke_max is not None:
+        extra["smoke_max"] = smoke_max
+    if headline:
+        extra["headline"] = True
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
+
+
+def whole(value: Any) -> Any:
+    """5.0 (as JSON and YAML writers give it) for an int field becomes 5; 5.5 stays, to be refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class Settings(BaseModel):
+    """The settings of one training run, as plain pydantic so other models can nest them (a space
+    file's `base`). Size fields left at None take the preset's value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     # model (paper section 3; presets of Table 5)
-    preset: str = "simvpv2"
-    translator: str | None = None
-    n_s: int | None = None
-    n_t: int | None = None
-    c_s: int | None = None
-    c_t: int | None = None
-    mlp_ratio: float | None = None
-    drop_path: float | None = None
-    act: str = "gelu"
+    preset: Literal[PRESET_NAMES] = setting("simvpv2", "model", "named model preset (paper Table 5)",
+                                            headline=True)
+    translator: Literal[TRANSLATORS] | None = setting(None, "model", "override the preset's translator")
+    n_s: int | None = setting(None, "model", "encoder/decoder blocks", ge=1, le=16)
+    n_t: int | None = setting(None, "model", "translator blocks", ge=1, le=64, smoke_max=2)
+    c_s: int | None = setting(None, "model", "encoder/decoder channels", ge=1, le=1024, smoke_max=8)
+    c_t: int | None = setting(None, "model", "translator channels", ge=1, le=8192, smoke_max=16)
+    mlp_ratio: float | None = setting(None, "model", "MLP expansion of the translator blocks", gt=0, le=64)
+    drop_path: float | None = setting(None, "model", "stochastic depth rate", ge=0, lt=1)
+    act: Literal[ACTIVATIONS] = setting("gelu", "model", "activation of the MetaFormer blocks", headline=True)
     # data (paper section 5)
-    augment: str = "none"
-    train_size: int = 10_000
-    val_size: int = 1_000
-    test_size: int = 10_000
-    # optimisation: Adam + OneCycleLR, loss = MSE + lambda_gdl * GDL + lambda_ddr * DDR
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-3
-    lambda_gdl: float = 0.0
-    lambda_ddr: float = 0.0
-    ddr_tau: float = 0.1
-    seed: int = 42
+    augment: Literal[AUGMENTATIONS] = setting("none", "data", "augmentation of the 20-frame training "
+                                              "sequences", headline=True)
+    train_size: int = setting(10_000, "data", "training sequences per epoch", ge=1, le=10_000_000,
+                              smoke_max=32)
+    val_size: int = setting(1_000, "data", "validation sequences (fixed, training digits)", ge=1,
+                            le=1_000_000, smoke_max=16)
+    test_size: int = setting(10_000, "data", "test sequences", ge=1, le=1_000_000, smoke_max=16)
+    # learning: Adam + OneCycleLR, loss = MSE + lambda_gdl * GDL + lambda_ddr * DDR
+    epochs: int = setting(100, "learning", "training epochs (the OneCycle schedule's length)", ge=1,
+                          le=100_000, smoke_max=2, headline=True)
+    batch_size: int = setting(32, "learning", "training sequences per step", ge=1, le=65_536, smoke_max=8,
+                              headline=True)
+    lr: float = setting(1e-3, "learning", "peak learning rate of OneCycle", gt=0, le=10, headline=True)
+    weight_decay: float = setting(0.0, "learning", "Adam weight decay (L2 penalty)", ge=0, le=1)
+    lambda_gdl: float = setting(0.0, "learning", "weight of the gradient difference loss", ge=0, le=100,
+                                headline=True)
+    lambda_ddr: float = setting(0.0, "learning", "weight of the DDR loss", ge=0, le=100, headline=True)
+    ddr_tau: float = setting(0.1, "learning", "softmax temperature of DDR", gt=0, le=100)
+    seed: int = setting(42, "learning", "seed of the weights, the data and the augmentation", ge=0,
+                        le=2**32 - 1)
     # execution: where and how fast; none of these change what is learned beyond float rounding
-    device: str = "auto"
-    eval_batch_size: int = 100
-    amp: str = "auto"
-    channels_last: bool = False
-    compile: bool = False
-    sync_every: int = 25
+    device: Literal[DEVICES] = setting("auto", "execution", "where to train: auto = cuda if visible")
+    eval_batch_size: int = setting(100, "execution", "sequences per evaluation batch", ge=1, le=65_536,
+                                   smoke_max=16)
+    amp: Literal[AMP_MODES] = setting("auto", "execution", "bf16 autocast: auto = on GPU only")
+    channels_last: bool = setting(False, "execution", "channels_last memory format")
+    compile: bool = setting(False, "execution", "torch.compile the model")
+    sync_every: int = setting(25, "execution", "read the loss back every N steps", ge=1, le=100_000)
 
-    def __post_init__(self) -> None:
-        _check_choice("translator", self.translator, TRANSLATORS, optional=True)
-        _check_choice("act", self.act, ACTIVATIONS)
-        _check_choice("augment", self.augment, AUGMENTATIONS)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("amp", self.amp, AMP_MODES)
-        for name in ("train_size", "val_size", "test_size", "epochs", "batch_size",
-                     "eval_batch_size", "sync_every"):
-            _check_min(name, getattr(self, name), 1)
-        for name in ("n_s", "n_t", "c_s", "c_t"):
-            _check_min(name, getattr(self, name), 1, optional=True)
-        _check_min("mlp_ratio", self.mlp_ratio, 0.0, optional=True, strict=True)
-        if self.drop_path is not None and not 0.0 <= self.drop_path < 1.0:
-            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path!r}")
-        _check_min("lr", self.lr, 0.0, strict=True)
-        _check_min("ddr_tau", self.ddr_tau, 0.0, strict=True)
-        _check_min("lambda_gdl", self.lambda_gdl, 0.0)
-        _check_min("lambda_ddr", self.lambda_ddr, 0.0)
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, values: Any) -> Any:
+        """Integral floats for int fields become ints before the strict type checks."""
+        if not isinstance(values, dict):
+            return values
+        return {k: whole(v) if FIELD_TYPES.get(k, (None,))[0] is int else v for k, v in values.items()}
+
+
+class ConfigError(ValueError):
+    """A TrainConfig refused, in one line: the field, what it takes, what it got."""
+
+
+class TrainConfig(Settings):
+    """One training run: the Settings, frozen, refused on construction with a one-line ConfigError."""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise ConfigError(explain(e)) from None
 
     def model_overrides(self) -> dict[str, Any]:
         """The model fields set explicitly, as keyword arguments for build_model."""
-        names = ("translator", "n_s", "n_t", "c_s", "c_t", "mlp_ratio", "drop_path", "act")
+        names = [n for n in fields_in("model") if n != "preset"]
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, in declaration order: what checkpoints, results and MLflow params hold."""
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Build from plain values (YAML, JSON, Tune); unknown keys and wrong types raise ValueError."""
-        unknown = sorted(set(values) - set(FIELD_TYPES))
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {', '.join(FIELD_TYPES)}")
-        return cls(**{k: coerce(k, v) for k, v in values.items()})
+        """Build from plain values (YAML, JSON, Tune); unknown keys and wrong types raise ConfigError."""
+        return cls(**values)
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed, validated like a new one."""
+        return type(self)(**{**self.to_dict(), **changes})
 
 
-def _resolve_types() -> dict[str, tuple[type, bool]]:
-    """Field name -> (base type, accepts None)."""
-    hints = typing.get_type_hints(TrainConfig)
-    out = {}
-    for f in dataclasses.fields(TrainConfig):
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-            base = next(a for a in args if a is not type(None))
-            out[f.name] = (base, True)
+def without_none(annotation: Any) -> Any:
+    """`X | None` -> X; any other annotation as it is."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal or type(None) not in args:
+        return annotation
+    return Union[tuple(a for a in args if a is not type(None))]  # noqa: UP007 (a runtime union)
+
+
+def _type_of(annotation: Any) -> tuple[type, bool]:
+    """(base type, accepts None) of a field's annotation; a Literal's base type is its values' type."""
+    base = without_none(annotation)
+    if get_origin(base) is Literal:
+        return type(get_args(base)[0]), base is not annotation
+    return base, base is not annotation
+
+
+FIELD_TYPES: dict[str, tuple[type, bool]] = {n: _type_of(f.annotation) for n, f in Settings.model_fields.items()}
+
+
+def declared(key: str) -> dict[str, Any]:
+    """Field name -> the value of `key` (group, smoke_max, headline) for the fields that declare it."""
+    extras = {n: f.json_schema_extra or {} for n, f in Settings.model_fields.items()}
+    return {n: extra[key] for n, extra in extras.items() if key in extra}
+
+
+def fields_in(group: str) -> tuple[str, ...]:
+    """The fields of one group, in declaration order."""
+    return tuple(n for n, g in declared("group").items() if g == group)
+
+
+def choices(name: str) -> tuple | None:
+    """The values a Literal field allows, None for the others."""
+    annotation = without_none(Settings.model_fields[name].annotation)
+    return get_args(annotation) if get_origin(annotation) is Literal else None
+
+
+def expectation(annotation: Any, constraints: tuple = ()) -> str:
+    """A scalar type and its bounds in words: 'an integer in [1, 100]', 'one of a, b', 'true or false'."""
+    if get_origin(annotation) is Annotated:
+        base, *meta = get_args(annotation)
+        return expectation(base, (*constraints, *meta))
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(map(str, get_args(annotation)))
+    if without_none(annotation) is not annotation:
+        return expectation(without_none(annotation), constraints) + " or null"
+    names = {bool: "true or false", str: "a string", int: "an integer", float: "a number"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation))) + _range(constraints)
+
+
+def takes(name: str) -> str:
+    """What field `name` accepts, in words, from its declaration."""
+    info = Settings.model_fields[name]
+    return expectation(info.annotation, tuple(info.metadata))
+
+
+def _range(constraints: tuple) -> str:
+    """The bounds among annotated_types constraints in words: ' in [1, 100]', ' > 0', or ''."""
+    low = high = None
+    for c in constraints:
+        if isinstance(c, (at.Ge, at.Gt)):
+            low = ("[", ">=", c.ge) if isinstance(c, at.Ge) else ("(", ">", c.gt)
+        elif isinstance(c, (at.Le, at.Lt)):
+            high = ("]", "<=", c.le) if isinstance(c, at.Le) else (")", "<", c.lt)
+    if low and high:
+        return f" in {low[0]}{_number(low[2])}, {_number(high[2])}{high[0]}"
+    bound = low or high
+    return f" {bound[1]} {_number(bound[2])}" if bound else ""
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def explain(error: ValidationError) -> str:
+    """A ValidationError of TrainConfig as one line per problem, joined by '; '."""
+    lines = []
+    for e in error.errors(include_url=False):
+        name = str(e["loc"][0]) if e["loc"] else "(config)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown TrainConfig field {name!r}{did_you_mean(name, FIELD_TYPES)}; "
+                         f"valid: {', '.join(FIELD_TYPES)}")
+        elif name in FIELD_TYPES:
+            lines.append(f"{name} must be {takes(name)}, got {show(e['input'])}")
         else:
-            out[f.name] = (hint, False)
-    return out
+            lines.append(e["msg"])
+    return "; ".join(lines)
 
 
-FIELD_TYPES: dict[str, tuple[type, bool]] = _resolve_types()
-
-
-def coerce(name: str, value: Any) -> Any:
-    """Check one value against its field's type; ints pass as floats, never the other way."""
-    base, optional = FIELD_TYPES[name]
+def show(value: Any) -> str:
+    """A value as a message quotes it: 0, 'ten' (str), null."""
     if value is None:
-        if optional:
-            return None
-        raise ValueError(f"{name} must be a {base.__name__}, got null")
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-    elif base is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif base is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif base is str:
-        if isinstance(value, str):
-            return value
-    raise ValueError(f"{name} must be a {base.__name__}, got {value!r} ({type(value).__name__})")
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return f"{value!r} ({type(value).__name__})"
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...], optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+def did_you_mean(name: Any, options: Any) -> str:
+    """' (did you mean 'x'?)' for the closest option, or ''."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _check_min(name: str, value: Any, low: float, optional: bool = False, strict: bool = False) -> None:
-    if value is None and optional:
-        return
-    if value != value or (value <= low if strict else value < low):  # value != value: NaN
-        op = ">" if strict else ">="
-        raise ValueError(f"{name} must be {op} {low}, got {value!r}")
-
-
-__all__ = ["TrainConfig", "FIELD_TYPES", "coerce", "TRANSLATORS", "ACTIVATIONS", "AUGMENTATIONS"]
+__all__ = ["TrainConfig", "Settings", "ConfigError", "FIELD_TYPES", "GROUPS", "AUGMENTATIONS", "DEVICES",
+           "AMP_MODES", "TRANSLATORS", "ACTIVATIONS", "PRESET_NAMES", "setting", "declared", "fields_in",
+           "choices", "expectation", "takes", "explain", "show", "did_you_mean", "whole", "without_none"]

@@ -3,92 +3,24 @@
 Frames are encoded one by one, the translator mixes the T latent frames stacked on the channel
 axis, and the decoder maps each latent frame back to an image. Translators: `gsta` (SimVPv2),
 `poolformer` (the paper's notebook variant), `incepu` (SimVP v1's Inception U-Net) and `tau`.
+ModelConfig and the presets live in simvp_core.presets (no torch), re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-TRANSLATORS = ("gsta", "incepu", "poolformer", "tau")
-ACTIVATIONS = ("gelu", "starrelu")
+from simvp_core.presets import (ACTIVATIONS, MODEL_FIELDS, PRESET_NAMES, PRESETS, TRANSLATORS, ModelConfig,
+                                check_choice, resolve_model_config)
+
 LAYER_SCALE_INIT = 1e-2
 INCEPTION_KERNELS = (3, 5, 7, 11)
 INCEPTION_GROUPS = 8
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The architecture of one SimVP model, validated on construction."""
-
-    translator: str
-    n_s: int
-    n_t: int
-    c_s: int
-    c_t: int
-    act: str = "gelu"
-    mlp_ratio: float = 8.0
-    drop_path: float = 0.0
-    in_shape: tuple = (10, 1, 64, 64)  # (T, C, H, W) of one input sequence
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.in_shape, (tuple, list)) or len(self.in_shape) != 4:
-            raise ValueError(f"in_shape must be (T, C, H, W), got {self.in_shape!r}")
-        object.__setattr__(self, "in_shape", tuple(self.in_shape))
-        _check_choice("translator", self.translator, TRANSLATORS)
-        _check_choice("act", self.act, ACTIVATIONS)
-        for name in ("n_s", "n_t", "c_s", "c_t"):
-            _check_positive_int(name, getattr(self, name))
-        for name, value in zip(("T", "C", "H", "W"), self.in_shape):
-            _check_positive_int(f"in_shape {name}", value)
-        if self.c_s % 2:
-            raise ValueError(f"c_s must be even (the encoder and decoder use GroupNorm(2)), got {self.c_s}")
-        if self.translator == "incepu" and self.n_t < 2:
-            raise ValueError(f"translator incepu needs n_t >= 2 (a down and an up block), got n_t={self.n_t}")
-        if self.translator == "incepu" and self.c_t < 2:
-            raise ValueError(f"translator incepu needs c_t >= 2 (it works at width c_t // 2), got c_t={self.c_t}")
-        if not (isinstance(self.mlp_ratio, (int, float)) and 0 < self.mlp_ratio < math.inf
-                and int(self.mlp_ratio * min(self.c_t, self.width)) >= 1):
-            raise ValueError(f"mlp_ratio must be > 0 and give an MLP of >= 1 channel, got {self.mlp_ratio!r}")
-        if not (isinstance(self.drop_path, (int, float)) and 0.0 <= self.drop_path < 1.0):
-            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path!r}")
-        _, _, h, w = self.in_shape
-        factor = 2 ** (self.n_s // 2)
-        if h % factor or w % factor:
-            raise ValueError(f"frame size {h}x{w} must be divisible by {factor} = 2 ** (n_s // 2), the "
-                             f"encoder's downsampling with n_s={self.n_s}; choose a smaller n_s or frame size")
-
-    @property
-    def width(self) -> int:
-        """Channels the translator sees: the T latent frames stacked, T * c_s."""
-        return self.in_shape[0] * self.c_s
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-# Paper Table 5 (N_s = N_t = 4, C_s = 32, C_t = 256; "-L" doubles N_t, C_s and C_t).
-PRESETS: dict[str, ModelConfig] = {
-    "poolformer": ModelConfig("poolformer", n_s=4, n_t=4, c_s=32, c_t=256),
-    "incepu": ModelConfig("incepu", n_s=4, n_t=4, c_s=32, c_t=256),
-    "simvpv2": ModelConfig("gsta", n_s=4, n_t=4, c_s=32, c_t=256),
-    "simvpv2-l": ModelConfig("gsta", n_s=4, n_t=8, c_s=64, c_t=512),
-    "tau": ModelConfig("tau", n_s=4, n_t=4, c_s=32, c_t=256),
-}
-MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 
 
 # -- activations and regularisers ------------------------------------------------------------
@@ -108,7 +40,7 @@ class StarReLU(nn.Module):
 
 def make_act(name: str) -> nn.Module:
     """The activation named by ModelConfig.act."""
-    _check_choice("act", name, ACTIVATIONS)
+    check_choice("act", name, ACTIVATIONS)
     return nn.GELU() if name == "gelu" else StarReLU()
 
 
@@ -365,16 +297,6 @@ class SimVP(nn.Module):
         return y.reshape(b, t, c, h, w)
 
 
-def resolve_model_config(preset: str, **overrides: Any) -> ModelConfig:
-    """The preset's ModelConfig with the given fields replaced, validated."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    unknown = sorted(set(overrides) - set(MODEL_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown model override(s) {unknown}; valid: {', '.join(MODEL_FIELDS)}")
-    return dataclasses.replace(PRESETS[preset], **overrides)
-
-
 def build_model(preset: str, **overrides: Any) -> SimVP:
     """A freshly initialised SimVP for a preset of paper Table 5, with optional field overrides."""
     return SimVP(resolve_model_config(preset, **overrides))
@@ -385,5 +307,5 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["ModelConfig", "PRESETS", "TRANSLATORS", "ACTIVATIONS", "SimVP", "StarReLU",
-           "build_model", "resolve_model_config", "count_params"]
+__all__ = ["ModelConfig", "PRESETS", "PRESET_NAMES", "MODEL_FIELDS", "TRANSLATORS", "ACTIVATIONS", "SimVP",
+           "StarReLU", "build_model", "resolve_model_config", "count_params"]

@@ -8,46 +8,31 @@ fails the run stops with the fetch command to run (no fallback to the bundled sa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
-from simvp_core.config import ACTIVATIONS, AMP_MODES, AUGMENTATIONS, DEVICES, FIELD_TYPES, TRANSLATORS, TrainConfig
+from simvp_core.config import FIELD_TYPES, TrainConfig, choices, takes
 from simvp_core.data import DataNotFoundError
-from simvp_core.models import PRESETS
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 
-_CHOICES = {"preset": tuple(PRESETS), "translator": TRANSLATORS, "act": ACTIVATIONS,
-            "augment": AUGMENTATIONS, "device": DEVICES, "amp": AMP_MODES}
-_HELP = {
-    "preset": "named model preset (paper Table 5)", "translator": "override the preset's translator",
-    "n_s": "encoder/decoder blocks", "n_t": "translator blocks", "c_s": "encoder/decoder channels",
-    "c_t": "translator channels", "act": "activation of the MetaFormer blocks",
-    "augment": "augmentation of the 20-frame training sequences",
-    "lambda_gdl": "weight of the gradient difference loss", "lambda_ddr": "weight of the DDR loss",
-    "ddr_tau": "softmax temperature of DDR", "train_size": "training sequences per epoch",
-    "val_size": "validation sequences (fixed, training digits)", "test_size": "test sequences",
-    "amp": "bf16 autocast: auto = on GPU only", "channels_last": "channels_last memory format",
-    "compile": "torch.compile the model", "sync_every": "read the loss back every N steps",
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
+    """One flag per TrainConfig field: type, choices, help and default from its declaration."""
     parser = argparse.ArgumentParser(prog="python -m simvp_core.train",
                                      description="Train one SimVP model on Moving MNIST.")
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        base, _ = FIELD_TYPES[f.name]
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = f"{_HELP.get(f.name, f.name)} (default: {default})"
+    for name, info in TrainConfig.model_fields.items():
+        base, _ = FIELD_TYPES[name]
+        flag = "--" + name.replace("_", "-")
+        bounds = "" if choices(name) or base is bool else "; " + takes(name).removesuffix(" or null")
+        default = "the preset's" if info.default is None else info.default
+        help_text = f"{info.description}{bounds} (default: {default})"
         if base is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_text)
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                default=info.default, help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, type=base, default=default,
-                                choices=_CHOICES.get(f.name), help=help_text)
+            parser.add_argument(flag, dest=name, type=base, default=info.default, choices=choices(name),
+                                help=help_text)
     parser.add_argument("--data-dir", help="folder holding MNIST/raw/*.gz, fetched there when missing "
                         "(default: $SIMVP_DATA_DIR, else ./data if it holds MNIST, else "
                         "~/.cache/simvp-search; 'sample' = the small shipped sample)")

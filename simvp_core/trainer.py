@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,7 +18,8 @@ import torch
 from torch import Tensor
 
 from simvp_core import data
-from simvp_core.config import TrainConfig
+from simvp_core.atomic import atomic_file, atomic_write
+from simvp_core.config import TrainConfig, fields_in
 from simvp_core.losses import total_loss
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import build_model, count_params
@@ -71,7 +71,8 @@ class Trainer:
 
         self.steps_per_epoch = max(1, cfg.train_size // cfg.batch_size)
         fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=fused)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay, fused=fused)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * self.steps_per_epoch)
 
@@ -206,10 +207,8 @@ class Trainer:
 
     def save_checkpoint(self, path: str | Path) -> None:
         """Write atomically: a run killed mid-write keeps its previous checkpoint."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as f:
+            torch.save(self.state_dict(), f)
 
     def load_checkpoint(self, path: str | Path) -> None:
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
@@ -217,7 +216,7 @@ class Trainer:
 
 def _learning_fields(cfg: TrainConfig) -> dict:
     """The fields that change what is learned; execution fields may differ on resume."""
-    execution = {"device", "eval_batch_size", "amp", "channels_last", "compile", "sync_every"}
+    execution = fields_in("execution")
     return {k: v for k, v in cfg.to_dict().items() if k not in execution}
 
 
@@ -263,8 +262,6 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
         "config": cfg.to_dict(),
         "history": trainer.history,
     }
-    tmp = metrics_path.with_name("metrics.json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, metrics_path)
+    atomic_write(metrics_path, json.dumps(result, indent=2))
     log("test " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()) + f"  -> {metrics_path}")
     return result

@@ -14,9 +14,11 @@ from typing import Any, Iterator
 import pytest
 import ray
 
-from search import results
+from search import layout, results
 from search.cluster import check_storage
 from search.run import main
+from search.trainable import train_trial
+from tests.search.faults import parse_faults, with_faults
 
 EPOCHS = 3
 TINY = {"preset": "simvpv2", "c_s": 4, "c_t": 8, "n_t": 2, "train_size": 8, "val_size": 4,
@@ -77,6 +79,7 @@ def test_check_storage_refuses_only_a_local_unshared_folder_on_several_nodes() -
     check_storage("s3://bucket/runs", shared=False, n_nodes=3)
 
 
+@pytest.mark.e2e
 def test_a_local_storage_folder_is_refused_on_a_multi_node_cluster(
         cluster: Any, tmp_path: Path, mnist_dir: Path, write_space, capsys) -> None:
     space = write_space(tmp_path, "local", GRID, base=TINY)
@@ -88,6 +91,7 @@ def test_a_local_storage_folder_is_refused_on_a_multi_node_cluster(
     assert not storage.exists()
 
 
+@pytest.mark.e2e
 def test_a_search_spreads_its_trials_over_the_worker_nodes(
         cluster: Any, tmp_path: Path, mnist_dir: Path, write_space, capsys) -> None:
     space = write_space(tmp_path, "spread", GRID, base={**TINY, "epochs": 1})
@@ -101,6 +105,7 @@ def test_a_search_spreads_its_trials_over_the_worker_nodes(
     assert cluster.head_node.node_id not in nodes
 
 
+@pytest.mark.e2e
 def test_a_search_survives_losing_a_worker_node(
         cluster: Any, tmp_path: Path, mnist_dir: Path, write_space, record_property) -> None:
     """Kill the node of a trial between its epochs (a 2 s sleep before each), add a fresh node:
@@ -115,29 +120,28 @@ def test_a_search_survives_losing_a_worker_node(
 
     def drive() -> None:
         try:
-            outcome["code"] = main(search_args(space, storage, mnist_dir, cluster, "--shared-storage"))
+            outcome["code"] = main(search_args(space, storage, mnist_dir, cluster, "--shared-storage"),
+                                   with_faults(train_trial, parse_faults("sleep_per_epoch=2")))
         except BaseException as e:  # re-raised in the test's own thread below
             outcome["error"] = e
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SIMVP_FAULT_INJECT", "sleep_per_epoch=2")
-        driver = threading.Thread(target=drive, daemon=True)
-        driver.start()
-        victim = None
-        deadline = time.monotonic() + 120
-        while victim is None and time.monotonic() < deadline and driver.is_alive():
-            for trial_id, rows in reported(run_dir).items():
-                # two epochs (and two sleeps) still to go: the kill lands inside the trial
-                if rows[-1]["epoch"] <= EPOCHS - 2 and rows[-1]["node_id"] in worker_ids(cluster):
-                    victim = trial_id, rows[-1]["node_id"], rows[-1]["epoch"]
-                    break
-            time.sleep(0.1)
-        assert victim is not None, f"no trial was seen between epochs: {outcome}"
-        trial_id, node_id, epochs_before = victim
-        node = next(n for n in cluster.worker_nodes if n.node_id == node_id)
-        cluster.remove_node(node, allow_graceful=False)
-        cluster.add_node(num_cpus=1)
-        driver.join(timeout=240)
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline and driver.is_alive():
+        for trial_id, rows in reported(run_dir).items():
+            # two epochs (and two sleeps) still to go: the kill lands inside the trial
+            if rows[-1]["epoch"] <= EPOCHS - 2 and rows[-1]["node_id"] in worker_ids(cluster):
+                victim = trial_id, rows[-1]["node_id"], rows[-1]["epoch"]
+                break
+        time.sleep(0.1)
+    assert victim is not None, f"no trial was seen between epochs: {outcome}"
+    trial_id, node_id, epochs_before = victim
+    node = next(n for n in cluster.worker_nodes if n.node_id == node_id)
+    cluster.remove_node(node, allow_graceful=False)
+    cluster.add_node(num_cpus=1)
+    driver.join(timeout=240)
     assert not driver.is_alive(), "the search did not finish within 240 s of the node loss"
     if "error" in outcome:
         raise outcome["error"]
@@ -157,7 +161,7 @@ def test_a_search_survives_losing_a_worker_node(
     assert rows[-1]["node_id"] != node_id
 
     client = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
-    parent = results.read_experiment(run_dir)["mlflow_parent_run_id"]
+    parent = layout.read_experiment(run_dir)["mlflow_parent_run_id"]
     children = client.search_runs([client.get_run(parent).info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     assert Counter(r.data.tags["trial_id"] for r in children) == Counter(df["trial_id"])

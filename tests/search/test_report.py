@@ -3,7 +3,6 @@ broken folders give one clear error."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -21,7 +20,7 @@ from search.report import ReportError, build_report
 from simvp_core.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+DEFAULTS = TrainConfig().to_dict()
 
 
 def trial(trial_id: str, status: str = "completed", *, test: tuple | None = None, val_mse: float = 50.0,

@@ -1,6 +1,7 @@
 """search.run end to end: real local Ray, real MLflow stores (SQLite and an `mlflow server`),
 tiny spaces. Searches run in-process through main(argv) on one shared Ray, except the driver
-that is killed with SIGKILL, which is a subprocess joining that Ray."""
+that is killed with SIGKILL, which is a subprocess joining that Ray (tests/search/faulty_driver.py).
+The command line alone is tested in test_plan.py."""
 
 from __future__ import annotations
 
@@ -20,17 +21,20 @@ import optuna
 import pandas as pd
 import pytest
 
-from search import results
+from search import layout, results
 from search.run import main
-from search.trainable import Fault, parse_faults
+from search.trainable import train_trial
 from simvp_core.config import FIELD_TYPES
+from tests.search.faults import parse_faults, with_faults
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED_SPACES = sorted((REPO / "spaces").glob("*.yaml"))
+pytestmark = pytest.mark.e2e
 
 
-def run(*argv: Any) -> int:
-    return main([str(a) for a in argv])
+def run(*argv: Any, faults: str = "") -> int:
+    """search.run's main on argv; `faults` (tests/search/faults.py) wrap the trainable."""
+    trainable = with_faults(train_trial, parse_faults(faults)) if faults else None
+    return main([str(a) for a in argv], trainable)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -41,7 +45,7 @@ def check_rows_against_tune(df: pd.DataFrame, run_dir: Path, epochs: int, record
     """Every results row agrees with what Tune itself recorded for that trial (result.json)."""
     reported = record.results(run_dir)
     assert sorted(df["trial_id"]) == sorted(reported)
-    assert list(df.columns) == list(results.COLUMNS)
+    assert list(df.columns) == list(layout.columns())
     for row in df.to_dict("records"):
         rows = reported[row["trial_id"]]
         epoch_rows = [r for r in rows if not r.get("diverged")]
@@ -73,7 +77,7 @@ def check_mlflow(uri: str, df: pd.DataFrame, run_dir: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    info = results.read_experiment(run_dir)
+    info = layout.read_experiment(run_dir)
     assert info["tracking_uri"] == uri
     parent = client.get_run(info["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED"
@@ -122,100 +126,6 @@ def _start_mlflow_server_early(mlflow_server) -> None:
     """The server takes seconds to start: let that overlap the tests that come before its use."""
 
 
-# -- the command line, checked before Ray starts ------------------------------------------------
-
-
-def test_every_shipped_space_passes_dry_run(tmp_path: Path, capsys) -> None:
-    assert SHIPPED_SPACES, "no space files in spaces/"
-    storage = tmp_path / "runs"
-    for path in SHIPPED_SPACES:  # in-process: the command line itself is covered by the test below
-        assert run(path, "--dry-run", "--storage", storage) == 0, capsys.readouterr().err
-        out = capsys.readouterr().out
-        assert str(path) in out and "dry run: nothing started" in out
-    assert not storage.exists()
-
-
-def test_broken_spaces_exit_2_with_one_line(tmp_path: Path, subprocess_env) -> None:
-    bad_key = tmp_path / "bad_key.yaml"
-    bad_key.write_text("search: {algorithm: grid}\nspace: {lr: {grid: [0.1]}}\nschedulr: {type: none}\n")
-    bad_value = tmp_path / "bad_value.yaml"
-    bad_value.write_text("search: {algorithm: grid}\nspace: {act: {grid: [relu]}}\n")
-    expected = {bad_key: ("schedulr", "did you mean 'scheduler'"), bad_value: ("act",)}
-    procs = {path: subprocess.Popen(
-        [sys.executable, "-m", "search.run", str(path), "--storage", str(tmp_path / "runs")],
-        cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for path in expected}
-    for path, words in expected.items():
-        _, err = procs[path].communicate(timeout=120)
-        assert procs[path].returncode == 2
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: {path}")
-        assert all(w in lines[0] for w in words)
-    assert not (tmp_path / "runs").exists()
-
-
-def test_bad_data_dir_and_empty_resume_exit_2_before_anything(tmp_path: Path, write_space, capsys) -> None:
-    space = write_space(tmp_path, "nodata", {"lr": {"grid": [0.01]}})
-    storage = tmp_path / "runs"
-    assert run(space, "--storage", storage, "--data-dir", tmp_path / "empty") == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: MNIST") and str(tmp_path / "empty") in err
-    assert run(space, "--storage", storage, "--resume") == 2
-    err = capsys.readouterr().err
-    assert "--resume: nothing to resume" in err and len(err.strip().splitlines()) == 1
-    assert not storage.exists()
-
-
-def test_missing_data_is_fetched_and_offline_only_a_sample_fallback_space_runs_on_the_sample(
-        tmp_path: Path, monkeypatch, capsys, write_space) -> None:
-    from search.run import UsageError, _data_dir
-    from search.space import SpaceError, load_space
-
-    assert load_space(REPO / "spaces" / "smoke.yaml").sample_fallback is True
-    assert load_space(REPO / "spaces" / "loss.yaml").sample_fallback is False
-    with pytest.raises(SpaceError, match="sample_fallback.*true or false"):
-        load_space(write_space(tmp_path, "bad", {"lr": {"grid": [0.01]}}, sample_fallback="yes"))
-    monkeypatch.chdir(tmp_path)  # no ./data here: the default is the per-user cache
-    monkeypatch.delenv("SIMVP_DATA_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    cache = tmp_path / "cache" / "simvp-search"
-    fetching = f"data: no MNIST in {cache}; fetching it (python -m simvp_core.data fetch --data-dir {cache})"
-    # conftest points the mirrors at a dead local port: the network is unreachable
-    assert _data_dir(None, allow_sample=True) == "sample"
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == fetching and len(out) == 2
-    assert "fetching MNIST failed" in out[1] and "bundled sample" in out[1]
-    with pytest.raises(UsageError) as info:
-        _data_dir(None, allow_sample=False)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith(f"MNIST not in {cache}")
-    assert f"`python -m simvp_core.data fetch --data-dir {cache}`" in message
-    assert capsys.readouterr().out.splitlines() == [fetching] and not cache.exists()
-
-
-def test_fault_hook_parses_and_rejects_typos() -> None:
-    assert parse_faults("raise_once_at_epoch=2@lr=0.005, sleep_per_epoch=0.5") == (
-        Fault("raise_once_at_epoch", 2.0, ("lr", "0.005")), Fault("sleep_per_epoch", 0.5))
-    assert Fault("nan_at_epoch", 1, ("lr", "0.005")).applies({"lr": 0.005})
-    assert not Fault("nan_at_epoch", 1, ("lr", "0.005")).applies({"lr": 0.01})
-    for bad in ("raise_at=2", "nan_at_epoch", "nan_at_epoch=1@lr"):
-        with pytest.raises(ValueError, match="SIMVP_FAULT_INJECT"):
-            parse_faults(bad)
-
-
-def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path: Path, monkeypatch) -> None:
-    path = tmp_path / "results.parquet"
-    results.atomic_write(path, b"old")
-
-    def broken_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(results.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        results.atomic_write(path, b"new")
-    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [path.name]
-
-
 # -- an Optuna + ASHA smoke search, SQLite MLflow -------------------------------------------------
 
 
@@ -245,7 +155,7 @@ def test_smoke_search_writes_results_that_match_tune(asha_search, tune_record) -
     assert len(df) == 4 and df["trial_id"].is_unique
     assert sorted(df["lr"]) == pytest.approx(sorted([0.01, 0.008, 1e-6, 2e-6]))
     check_rows_against_tune(df, asha_search["run_dir"], 2, tune_record)
-    info = results.read_experiment(asha_search["run_dir"])
+    info = layout.read_experiment(asha_search["run_dir"])
     assert info["experiment"] == "asha-smoke" and info["algorithm"] == "optuna"
     assert info["optuna_study"] == "asha-smoke" and (asha_search["run_dir"] / "optuna.db").is_file()
     assert info["finished"] >= info["started"] and info["wall_seconds"] > 0
@@ -316,11 +226,9 @@ def fault_search(ray_address: str, storage: Path, mnist_dir: Path, mlflow_server
     space = write_space(folder, "faults", {"lr": {"grid": [0.01, 0.005, 0.003, 0.002]}},
                         {"algorithm": "grid"})
     uri = mlflow_server()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SIMVP_FAULT_INJECT", "raise_once_at_epoch=2@lr=0.005,raise_at_epoch=2@lr=0.003,"
-                                        "nan_at_epoch=2@lr=0.002")
-        code = run(space, "--storage", storage, "--data-dir", mnist_dir, "--tracking-uri", uri,
-                   "--reports-dir", folder / "reports")
+    code = run(space, "--storage", storage, "--data-dir", mnist_dir, "--tracking-uri", uri,
+               "--reports-dir", folder / "reports",
+               faults="raise_once_at_epoch=2@lr=0.005,raise_at_epoch=2@lr=0.003,nan_at_epoch=2@lr=0.002")
     run_dir = storage / "faults"
     return {"code": code, "uri": uri, "run_dir": run_dir, "df": results.read_results(run_dir)}
 
@@ -339,7 +247,7 @@ def test_a_trial_failing_past_max_failures_is_errored_with_its_message(fault_sea
     row = fault_search["df"].set_index("lr").loc[0.003]
     assert row["status"] == "errored" and row["retries"] == 1 and row["epochs_run"] == 1
     assert row["status_detail"] == (
-        "RuntimeError: injected fault before epoch 2 (SIMVP_FAULT_INJECT) (after 1 retries)")
+        "RuntimeError: injected fault before epoch 2 (after 1 retries)")
     assert math.isnan(row["test_mse"])
 
 
@@ -375,7 +283,11 @@ def test_unreachable_tracking_server_loses_nothing_and_warns_once(
     df = results.read_results(storage / "offline")
     assert list(df["status"]) == ["completed"] and list(df["mlflow_run_id"]) == [""]
     assert 0.001 <= df["lr"][0] <= 0.01
-    assert results.read_experiment(storage / "offline")["mlflow_parent_run_id"] is None
+    info = layout.read_experiment(storage / "offline")
+    assert info["mlflow_parent_run_id"] is None and info["optuna_study"] == "offline"
+    # random search is Optuna's RandomSampler, its study kept like TPE's for --resume
+    study = optuna.load_study(study_name="offline", storage=f"sqlite:///{storage / 'offline' / 'optuna.db'}")
+    assert [(t.state.name, t.params["lr"]) for t in study.trials] == [("COMPLETE", df["lr"][0])]
     assert (tmp_path / "reports" / "offline.md").is_file()
 
 
@@ -393,9 +305,9 @@ def test_a_killed_search_resumes_without_losing_or_repeating_trials(
     argv = [space, "--storage", storage, "--data-dir", mnist_dir, "--max-concurrent", 2,
             "--reports-dir", tmp_path / "reports"]
     driver = subprocess.Popen(
-        [sys.executable, "-m", "search.run", *map(str, argv), "--address", ray_address],
-        cwd=REPO, env=subprocess_env(SIMVP_FAULT_INJECT="sleep_per_epoch=1.5"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, str(REPO / "tests" / "search" / "faulty_driver.py"), "sleep_per_epoch=1.5",
+         *map(str, argv), "--address", ray_address],
+        cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     states: dict[str, str] = {}
     while time.monotonic() < deadline and driver.poll() is None:

@@ -9,8 +9,7 @@ import optuna
 import pytest
 import yaml
 
-from search.space import (SMOKE_CAPS, SpaceError, describe, load_space, optuna_space, parse_space,
-                          tune_param_space)
+from search.space import SMOKE_CAPS, SpaceError, describe, load_space, optuna_space, parse_space
 from simvp_core.models import resolve_model_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -285,49 +284,39 @@ def check_sample(params: dict) -> None:
     assert round(params["lambda_ddr"], 6) in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def test_optuna_space_suggests_conditional_params_only_when_they_apply(tmp_path):
-    spec = load_space(write(tmp_path, CONDITIONAL.replace("ALGO", "optuna")))
+def sample(spec, sampler, n: int = 40) -> list[dict]:
+    """n trials of the space's define-by-run function, each a valid trial config."""
     define = optuna_space(spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen = set()
-    for _ in range(40):
+    study = optuna.create_study(sampler=sampler)
+    for point in spec.points_to_evaluate:
+        study.enqueue_trial(dict(point))
+    params = []
+    for _ in range(n):
         trial = study.ask()
         assert define(trial) is None
         check_sample(trial.params)
-        seen.add((trial.params["preset"], trial.params.get("act")))
         spec.trial_config(trial.params)
+        params.append(trial.params)
         study.tell(trial, 0.0)
+    return params
+
+
+@pytest.mark.parametrize("algo", ["optuna", "random"])
+def test_optuna_space_suggests_conditional_params_only_when_they_apply(tmp_path, algo):
+    spec = load_space(write(tmp_path, CONDITIONAL.replace("ALGO", algo)))
+    seen = {(p["preset"], p.get("act")) for p in sample(spec, optuna.samplers.RandomSampler(seed=0))}
     assert {("incepu", None), ("simvpv2", "starrelu"), ("poolformer", "gelu")} <= seen
 
 
-def test_tune_param_space_samples_none_where_a_condition_fails(tmp_path):
-    from ray.tune.search.variant_generator import generate_variants
-
-    spec = load_space(write(tmp_path, CONDITIONAL.replace("ALGO", "random")))
-
-    def sample(n: int) -> list[dict]:
-        space = tune_param_space(spec)  # one space for all trials, as a Tuner holds it
-        return [next(generate_variants(space, random_state=i))[1] for i in range(n)]
-
-    configs = sample(30)
-    for config in configs:
-        check_sample({k: v for k, v in config.items() if v is not None})
-        assert spec.trial_config(config).c_t == config["c_t"]  # None: the preset's own c_t
-    assert any(c["act"] is None for c in configs)
-    assert {c["c_t"] for c in configs} == {None, 64, 128}
-    assert sample(30) == configs  # seeded: the same draws again
-    spec_form = next(generate_variants({"config": tune_param_space(spec)}, random_state=0))[1]["config"]
-    assert spec_form == configs[0]  # a trial spec wrapping the config (BasicVariantGenerator) works too
-
-
-def test_tune_conditional_params_read_a_plain_config(tmp_path):
-    """A Tuner resolves sample_from functions last, on a plain dict of the values drawn so far."""
-    space = tune_param_space(load_space(write(tmp_path, CONDITIONAL.replace("ALGO", "random"))))
-    assert space["act"].func({"preset": "incepu"}) is None
-    assert space["act"].func({"preset": "poolformer"}) in ("gelu", "starrelu")
-    assert space["c_t"].func({"preset": "simvpv2", "act": "gelu"}) is None
-    assert space["c_t"].func({"preset": "simvpv2", "act": "starrelu"}) in (64, 128)
+def test_random_search_is_seeded_and_starts_with_the_listed_points(tmp_path):
+    """Algorithm random: Optuna's RandomSampler over the same define-by-run space, points first."""
+    spec = load_space(write(tmp_path, CONDITIONAL.replace("ALGO", "random").replace(
+        "seed: 3}", "seed: 3, points_to_evaluate: [{preset: incepu, lr: 1.0e-3, lambda_ddr: 0.2, n_t: 4}]}")))
+    params = sample(spec, optuna.samplers.RandomSampler(seed=spec.seed), 12)
+    assert params[0] == {"preset": "incepu", "lr": 1e-3, "lambda_ddr": 0.2, "n_t": 4}
+    assert sample(spec, optuna.samplers.RandomSampler(seed=spec.seed), 12) == params
+    assert {spec.trial_config(p).c_t for p in params} <= {None, 64, 128}  # None: the preset's own c_t
 
 
 def test_trial_config_validates_and_drops_none(tmp_path):
@@ -356,3 +345,22 @@ def test_the_optuna_space_pickles_so_ray_can_save_the_searcher():
 
     define = optuna_space(load_space(REPO / "spaces/loss.yaml"))
     assert pickle.loads(pickle.dumps(define)) == define
+
+
+def test_a_new_trainconfig_field_is_searchable_with_its_own_bounds(tmp_path):
+    """weight_decay was declared in TrainConfig only: the space file accepts it and checks its bounds."""
+    spec = load_space(write(tmp_path, "space:\n  weight_decay: {loguniform: [1.0e-6, 1.0e-2]}\n"
+                                      "search: {algorithm: optuna, num_samples: 2}\n"))
+    assert spec.trial_config({"weight_decay": 1e-4}).weight_decay == 1e-4
+    with pytest.raises(SpaceError, match=r"space\.weight_decay\.low: got -1\.0; expected a number in \[0, 1\]"):
+        load_space(write(tmp_path, "space:\n  weight_decay: {uniform: [-1.0, 0.0]}\n"
+                                   "search: {algorithm: optuna, num_samples: 2}\n", "bad.yaml"))
+
+
+def test_importing_the_space_package_loads_neither_torch_nor_ray():
+    import subprocess
+    import sys
+
+    code = "import sys, search.space; print(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,41 +1,50 @@
-"""TrainConfig: the single source of truth is validated on construction and from plain values."""
+"""TrainConfig: each setting declared once, validated on construction and from plain values, and
+everything else (CLI, resumable fields, smoke caps, plan) derived from those declarations."""
 
 import math
 
 import pytest
 
-from simvp_core.config import FIELD_TYPES, TrainConfig
+from simvp_core.config import FIELD_TYPES, GROUPS, ConfigError, TrainConfig, choices, declared, fields_in, takes
+from simvp_core.presets import ACTIVATIONS, PRESET_NAMES, TRANSLATORS
+from simvp_core.train import build_parser
 
 
 def test_defaults_are_the_papers_settings():
     cfg = TrainConfig()
     assert (cfg.preset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed) == ("simvpv2", 100, 32, 1e-3, 42)
     assert (cfg.lambda_gdl, cfg.lambda_ddr, cfg.augment, cfg.train_size) == (0.0, 0.0, "none", 10_000)
+    assert cfg.weight_decay == 0.0
 
 
 @pytest.mark.parametrize("field,value,fragment", [
     ("preset", "resnet", "simvpv2"),
     ("act", "relu", "starrelu"),
     ("augment", "rotate", "crop+flip"),
-    ("batch_size", 0, "batch_size must be >= 1"),
-    ("lr", 0.0, "lr must be > 0"),
-    ("lr", math.nan, "lr must be > 0"),
-    ("lambda_ddr", -0.1, "lambda_ddr must be >= 0"),
-    ("drop_path", 1.0, "drop_path must be in [0, 1)"),
+    ("batch_size", 0, "batch_size must be an integer in [1, "),
+    ("lr", 0.0, "lr must be a number in (0, "),
+    ("lr", math.nan, "got nan"),
+    ("lr", math.inf, "got inf"),
+    ("weight_decay", -1e-4, "weight_decay must be a number in [0, "),
+    ("lambda_ddr", -0.1, "lambda_ddr must be a number in [0, "),
+    ("lambda_gdl", math.inf, "lambda_gdl"),
+    ("drop_path", 1.0, "drop_path must be a number in [0, 1)"),
     ("translator", "lstm", "gsta"),
+    ("epochs", 1_000_000, "epochs must be an integer in [1, 100000], got 1000000"),
 ])
-def test_invalid_values_name_the_field_and_the_valid_choices(field, value, fragment):
-    with pytest.raises(ValueError, match=None) as err:
+def test_invalid_values_say_in_one_line_what_the_field_takes(field, value, fragment):
+    with pytest.raises(ConfigError) as err:
         TrainConfig(**{field: value})
-    assert fragment in str(err.value)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert isinstance(err.value, ValueError)
 
 
 def test_from_dict_rejects_unknown_keys_and_wrong_types():
-    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+    with pytest.raises(ValueError, match="unknown TrainConfig field 'batchsize' .did you mean 'batch_size'"):
         TrainConfig.from_dict({"batchsize": 16})
-    with pytest.raises(ValueError, match="epochs must be a int"):
+    with pytest.raises(ValueError, match=r"epochs must be an integer .*, got 'ten' \(str\)"):
         TrainConfig.from_dict({"epochs": "ten"})
-    with pytest.raises(ValueError, match="channels_last must be a bool"):
+    with pytest.raises(ValueError, match="channels_last must be true or false, got 1"):
         TrainConfig.from_dict({"channels_last": 1})
 
 
@@ -47,12 +56,56 @@ def test_from_dict_coerces_integral_numbers_but_not_fractions():
         TrainConfig.from_dict({"epochs": 5.5})
 
 
-def test_round_trip_through_a_dict():
+def test_round_trip_through_a_dict_and_frozen():
     cfg = TrainConfig(preset="incepu", c_t=64, act="starrelu", lambda_gdl=0.5)
-    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert set(cfg.to_dict()) == set(FIELD_TYPES)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg and hash(cfg) == hash(TrainConfig(**cfg.to_dict()))
+    assert list(cfg.to_dict()) == list(FIELD_TYPES)
+    with pytest.raises(Exception):
+        cfg.epochs = 3
+
+
+def test_replace_validates_like_construction():
+    cfg = TrainConfig()
+    assert cfg.replace(epochs=3, weight_decay=1e-4) == TrainConfig(epochs=3, weight_decay=1e-4)
+    with pytest.raises(ConfigError, match="epochs"):
+        cfg.replace(epochs=0)
 
 
 def test_model_overrides_hold_only_what_was_set():
     assert TrainConfig().model_overrides() == {"act": "gelu"}
     assert TrainConfig(n_t=2, c_s=8).model_overrides() == {"n_t": 2, "c_s": 8, "act": "gelu"}
+
+
+def test_every_field_declares_its_group_help_and_bounds():
+    groups = declared("group")
+    assert set(groups) == set(FIELD_TYPES) and set(groups.values()) == set(GROUPS)
+    for name, info in TrainConfig.model_fields.items():
+        assert info.description, name
+        base, _ = FIELD_TYPES[name]
+        if base in (int, float):  # every number is bounded on both sides
+            assert " in [" in takes(name) or " in (" in takes(name), (name, takes(name))
+    assert (choices("preset"), choices("translator"), choices("act")) == (PRESET_NAMES, TRANSLATORS, ACTIVATIONS)
+
+
+def test_the_execution_group_is_what_a_resume_may_change():
+    assert fields_in("execution") == ("device", "eval_batch_size", "amp", "channels_last", "compile",
+                                      "sync_every")
+    assert fields_in("learning")[:4] == ("epochs", "batch_size", "lr", "weight_decay")
+
+
+def test_smoke_caps_and_headline_are_declared_on_the_fields():
+    assert declared("smoke_max") == {"n_t": 2, "c_s": 8, "c_t": 16, "train_size": 32, "val_size": 16,
+                                     "test_size": 16, "epochs": 2, "batch_size": 8, "eval_batch_size": 16}
+    assert set(declared("headline")) == {"preset", "act", "augment", "epochs", "batch_size", "lr",
+                                         "lambda_gdl", "lambda_ddr"}
+
+
+def test_the_cli_has_one_flag_per_field_typed_from_its_declaration():
+    parser = build_parser()
+    flags = {a.dest: a for a in parser._actions if a.dest in FIELD_TYPES}
+    assert set(flags) == set(FIELD_TYPES)
+    assert flags["act"].choices == ACTIVATIONS and flags["epochs"].type is int
+    assert "Adam weight decay (L2 penalty)" in flags["weight_decay"].help
+    args = vars(parser.parse_args(["--weight-decay", "1e-4", "--no-compile", "--channels-last"]))
+    cfg = TrainConfig(**{k: v for k, v in args.items() if k in FIELD_TYPES})
+    assert (cfg.weight_decay, cfg.compile, cfg.channels_last) == (1e-4, False, True)

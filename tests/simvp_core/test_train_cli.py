@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--preset", "simvpv2", "--c-s", "4", "--c-t", "8", "--n-t", "2", "--train-size", "16",
@@ -24,8 +25,8 @@ def run(*args, check_rc=None):
 def test_a_tiny_run_writes_metrics_and_a_resumable_checkpoint(tmp_path, mnist_dir):
     out = tmp_path / "run"
     proc = run(*TINY, "--epochs", "1", "--lambda-gdl", "0.5", "--lambda-ddr", "0.1", "--act",
-               "starrelu", "--augment", "crop", "--out", str(out), "--data-dir", str(mnist_dir),
-               check_rc=0)
+               "starrelu", "--augment", "crop", "--weight-decay", "1e-4", "--out", str(out), "--data-dir",
+               str(mnist_dir), check_rc=0)
     assert "epoch 1/1" in proc.stdout and "seq/s" in proc.stdout and "ETA" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) == {"mse", "mae", "ssim", "psnr"}
@@ -34,21 +35,24 @@ def test_a_tiny_run_writes_metrics_and_a_resumable_checkpoint(tmp_path, mnist_di
     assert "generated stand-in" in metrics["test_set"]
     assert ("bundled sample" in metrics["test_set"]) == (mnist_dir == "sample")
     assert proc.stdout.startswith("data: ")  # which data, in the first line
-    assert (out / "checkpoint.pt").exists()
+    assert metrics["config"]["weight_decay"] == 1e-4
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["weight_decay"] == 1e-4  # Adam's L2 penalty
 
     again = run(*TINY, "--epochs", "1", "--out", str(out), "--data-dir", str(mnist_dir), check_rc=2)
     assert "--resume" in again.stderr and (out / "metrics.json").read_text() == json.dumps(metrics, indent=2)
 
     resumed = run(*TINY, "--epochs", "1", "--lambda-gdl", "0.5", "--lambda-ddr", "0.1", "--act",
-                  "starrelu", "--augment", "crop", "--out", str(out), "--data-dir", str(mnist_dir),
-                  "--resume", check_rc=0)
+                  "starrelu", "--augment", "crop", "--weight-decay", "1e-4", "--out", str(out), "--data-dir",
+                  str(mnist_dir), "--resume", check_rc=0)
     assert "resumed" in resumed.stdout and "epoch 1/1" not in resumed.stdout
     assert json.loads((out / "metrics.json").read_text())["test"] == metrics["test"]
 
 
 @pytest.mark.parametrize("args,fragment", [
     (["--preset", "resnet"], "invalid choice"),
-    (["--batch-size", "0"], "batch_size must be >= 1"),
+    (["--batch-size", "0"], "batch_size must be an integer in [1, "),
+    (["--weight-decay", "-1"], "weight_decay must be a number in [0, "),
     (["--act", "relu"], "invalid choice"),
     (["--preset", "incepu", "--n-t", "1"], "n_t"),
     (["--lr", "fast"], "invalid float value"),

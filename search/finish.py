@@ -1,0 +1,95 @@
+"""The end of a search session: results.parquet first (so they survive any tracking trouble), then
+MLflow, experiment.json, a few lines of summary and the report."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from search import layout, resume, results, tracking
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from search.plan import Plan
+    from search.tracking import Tracker
+
+
+def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], start: float) -> int:
+    """Write everything the session's Tune trials say; returns the exit code (0)."""
+    spec = plan.spec
+    rows = results.write_results(trials, spec, plan.run_dir)
+    ids = tracker.sync(rows, plan.run_dir)
+    resume.delete_lost_runs(tracker, set(ids))
+    if ids and tracker.enabled:
+        for row in rows:
+            row["mlflow_run_id"] = ids.get(row["trial_id"], "")
+        results.save_results(rows, plan.run_dir)
+    df = results.read_results(plan.run_dir)
+    seconds = time.time() - start
+    sets = sorted({s for s in df["test_set"] if s})
+    info.update(finished=layout.timestamp(), wall_seconds=info["wall_seconds"] + seconds,
+                test_set="; ".join(sets), mlflow_parent_run_id=tracker.parent_run_id)
+    layout.write_experiment(plan.run_dir, info)
+    top = layout.best(df, spec.metric, spec.mode)
+    counts = df["status"].value_counts()
+    tracker.finish_search({**{f"trials_{s}": float(counts.get(s, 0)) for s in layout.STATUSES},
+                           **({f"best_{spec.metric}": float(top[spec.metric].mean()),
+                               "best_test_mse": float(top["test_mse"].mean())} if top is not None else {})})
+    print_summary(plan, df, tracker, seconds)
+    unfinished = resume.unfinished(trials)
+    if unfinished:
+        print(f"interrupted: {len(unfinished)} trial(s) did not finish; continue with --resume")
+    elif spec.algorithm in layout.OPTUNA_ALGORITHMS:
+        resume.release_orphan_optuna_trials(plan, [])
+    write_report(plan, tracker)
+    return 0
+
+
+def print_summary(plan: Plan, df: pd.DataFrame, tracker: Tracker, seconds: float) -> None:
+    """The end of a search in a few lines: counts, the best configuration, where things are."""
+    spec = plan.spec
+    counts = df["status"].value_counts()
+    by_status = ", ".join(f"{int(counts[s])} {s}" for s in layout.STATUSES if s in counts)
+    print(f"\n== search {plan.name} finished: {len(df)} trials ({by_status or 'none'}) "
+          f"in {seconds:.0f} s ==")
+    top = layout.best(df, spec.metric, spec.mode)
+    if top is None:
+        print("best: no trial completed")
+    else:
+        best = top.iloc[0]
+        names = [n for n in results.searched_names(spec) if best.get(n) is not None]
+        params = " ".join(f"{n}={_fmt(best[n])}" for n in names) or "(base configuration)"
+        print(f"best ({spec.metric}, {spec.mode}): trial {best['trial_id']}: {params}")
+        print("  val  " + "  ".join(f"{m} {_fmt(best[f'val_{m}'])}" for m in layout.METRICS))
+        print("  test " + "  ".join(f"{m} {_fmt(best[f'test_{m}'])}" for m in layout.METRICS)
+              + f"  ({best['test_set']})")
+    print(f"results: {plan.run_dir / layout.RESULTS_FILE}")
+    if tracker.enabled:
+        print(f"MLflow:  {plan.tracking_uri} (parent run {tracker.parent_run_id}); "
+              f"view with: {tracking.ui_command(plan.tracking_uri, tracker.experiment_id)}")
+    else:
+        print(f"MLflow:  off ({tracker.off_reason})")
+
+
+def write_report(plan: Plan, tracker: Tracker) -> None:
+    """reports/<name>.md, attached to the MLflow parent run; a failure is said, not raised: the
+    search itself succeeded and the report can be rebuilt from its results."""
+    try:
+        from search.report import attach_to_mlflow, build_report
+
+        md = build_report(plan.run_dir, plan.reports_dir)
+        print(f"report:  {md}")
+        if tracker.enabled:
+            attach_to_mlflow(plan.run_dir, md)
+    except Exception as e:
+        print(f"report:  FAILED ({type(e).__name__}: {' '.join(str(e).split())[:300]}); the search "
+              f"results are complete; retry with python -m search.report {plan.run_dir}")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.5g}" if isinstance(v, float) and not math.isnan(v) else str(v)
+
+
+__all__ = ["finish", "print_summary", "write_report"]

@@ -1,0 +1,243 @@
+"""The command line of `python -m search.run`, resolved into a frozen Plan and checked before
+anything starts; `--dry-run` prints that same Plan, so it approves exactly what a run accepts.
+
+Everything that can be wrong is refused here with one line (UsageError, exit code 2): the space
+file, the run name, an existing run folder without --resume, a resume that does not match, the
+storage, the local resources and the data. No Ray and no torch are imported at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from search import cluster, layout, resume
+
+if TYPE_CHECKING:
+    from search.space import SearchSpec
+
+DESCRIPTION = ("Run a search space on Ray Tune (grid, random or Optuna; ASHA), tracked in MLflow, "
+               "written to runs/<name>/ and reported in reports/<name>.md.")
+
+
+class UsageError(ValueError):
+    """A bad command line or run folder: reported as one line, exit code 2, before Ray starts."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a search needs, resolved and checked before Ray starts."""
+
+    spec: SearchSpec
+    space_file: str  # as given on the command line
+    name: str
+    command: str  # the command line, as experiment.json records it
+    run_dir: Path  # the driver's files: results.parquet, experiment.json, optuna.db, predictions/
+    storage: str  # --storage: a folder or a URI
+    shared_storage: bool  # --storage is mounted at the same path on every node
+    tune_storage: str  # RunConfig.storage_path: run_dir, or <URI>/<name> for remote storage
+    tracking_uri: str
+    address: str | None  # the Ray cluster to join (--address, else $RAY_ADDRESS); None: embedded
+    max_concurrent: int | None
+    reports_dir: Path
+    resume: bool
+    previous: Mapping[str, Any]  # experiment.json of the search being resumed; {} otherwise
+    data_dir: str | None  # the MNIST folder (fetched if missing) or "sample"; None in a dry run
+    dry_run: bool
+
+    @property
+    def tune_path(self) -> str:
+        """Tune's experiment folder (checkpoints and the state --resume restores)."""
+        return f"{self.tune_storage}/{layout.TUNE_DIR}"
+
+    @property
+    def optuna_url(self) -> str:
+        """The Optuna study's storage (grid searches have none)."""
+        return f"sqlite:///{self.run_dir / layout.OPTUNA_DB}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search.run", description=DESCRIPTION)
+    p.add_argument("space", help="a space file, e.g. spaces/smoke.yaml")
+    p.add_argument("--smoke", action="store_true", help="the space scaled to CPU minutes (<= 4 trials)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything a run checks, print the plan and exit; starts nothing")
+    p.add_argument("--name", help="run name (default: the space's experiment, + '-smoke' with --smoke)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted search of this name")
+    p.add_argument("--address", help="join a Ray cluster ('auto' or host:port; default $RAY_ADDRESS, "
+                                     "else an embedded local Ray)")
+    p.add_argument("--storage", default="runs",
+                   help="folder or URI (s3://...) holding <name>/ (default: runs)")
+    p.add_argument("--shared-storage", action="store_true",
+                   help="--storage is a folder mounted at the same path on every node (NFS); "
+                        "required for a local folder on a multi-node cluster")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $SIMVP_DATA_DIR, else ./data if it has "
+                        "MNIST, else ~/.cache/simvp-search; fetched there when missing)")
+    p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default: reports")
+    return p
+
+
+def make_plan(argv: list[str]) -> Plan:
+    """Parse the command line and check it against the file system and this machine; raises
+    UsageError. Starts nothing; only a real run (not --dry-run) fetches missing MNIST."""
+    args = build_parser().parse_args(argv)
+    spec = load_spec(args.space, args.smoke)
+    name = args.name or spec.experiment  # spec.smoke() already names it <experiment>-smoke
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"--name {name!r}: expected a plain folder name")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent {args.max_concurrent}: expected an integer >= 1")
+    run_dir = local_root(args.storage) / name
+    tune_storage = f"{args.storage.rstrip('/')}/{name}" if is_uri(args.storage) else str(run_dir)
+    previous = _previous(args.resume, run_dir, f"{tune_storage}/{layout.TUNE_DIR}", spec, args.space)
+    plan = Plan(
+        spec=spec, space_file=args.space, name=name,
+        command=shlex.join(["python", "-m", "search.run", *argv]), run_dir=run_dir,
+        storage=args.storage, shared_storage=args.shared_storage, tune_storage=tune_storage,
+        tracking_uri=(args.tracking_uri or previous.get("tracking_uri")
+                      or default_tracking_uri(args.storage)),
+        address=args.address or os.environ.get("RAY_ADDRESS") or None,
+        max_concurrent=args.max_concurrent, reports_dir=args.reports_dir, resume=args.resume,
+        previous=previous, data_dir=None, dry_run=args.dry_run)
+    if plan.address is None:  # an embedded Ray: one node with this machine's CPUs and GPUs
+        check_storage(plan, n_nodes=1)
+        check_local_resources(spec)
+    if plan.dry_run:
+        return plan
+    return replace(plan, data_dir=fetch_data(args.data_dir, spec.sample_fallback))
+
+
+def load_spec(space_file: str, smoke: bool) -> SearchSpec:
+    """The validated space (scaled down with --smoke); a bad file is a UsageError."""
+    from search.space import SpaceError, load_space
+
+    try:
+        spec = load_space(space_file)
+        return spec.smoke() if smoke else spec
+    except SpaceError as e:
+        raise UsageError(str(e)) from e
+
+
+def _previous(resuming: bool, run_dir: Path, tune_path: str, spec: SearchSpec,
+              space_file: str) -> dict[str, Any]:
+    """experiment.json of the search --resume continues; without --resume, the run folder must
+    be new or empty."""
+    if not resuming:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UsageError(f"{run_dir} already holds a search named {run_dir.name!r}; pass --resume "
+                             "to continue it, or --name NEW to start another")
+        return {}
+    previous = resume.previous_search(run_dir, tune_path)
+    if previous is None:
+        raise UsageError(f"--resume: nothing to resume at {run_dir} (no experiment.json or no Tune "
+                         f"state in {tune_path}); run without --resume to start the search")
+    if not resume.same_space(previous, spec):
+        raise UsageError(f"--resume: {space_file} no longer says what {run_dir} was started with "
+                         "(space file or --smoke changed); restore it, or start a new --name")
+    return previous
+
+
+def is_uri(storage: str) -> bool:
+    return "://" in storage
+
+
+def local_root(storage: str) -> Path:
+    """Where the driver keeps its files: the storage folder, or ./runs for remote storage."""
+    return Path("runs" if is_uri(storage) else storage).resolve()
+
+
+def default_tracking_uri(storage: str) -> str:
+    """The default MLflow store: an SQLite file beside the run folders."""
+    return f"sqlite:///{local_root(storage) / layout.MLFLOW_DB}"
+
+
+def check_storage(plan: Plan, n_nodes: int) -> None:
+    """The storage must be reachable from every one of the Ray cluster's n_nodes live nodes."""
+    try:
+        cluster.check_storage(plan.storage, plan.shared_storage, n_nodes)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def check_local_resources(spec: SearchSpec) -> None:
+    """An embedded Ray has this machine's CPUs and GPUs; a trial asking for more never starts."""
+    cpus = os.cpu_count() or 1
+    if spec.cpu > cpus:
+        raise UsageError(f"{spec.path}: resources.cpu is {spec.cpu:g} per trial but this machine has "
+                         f"{cpus} CPUs; use --smoke (1 CPU per trial) or join a cluster with --address")
+    if spec.gpu > 0 and spec.gpu > (gpus := local_gpus()):
+        raise UsageError(f"{spec.path}: resources.gpu is {spec.gpu:g} per trial but this machine has "
+                         f"{gpus} GPUs; use --smoke (CPU only) or join a cluster with --address")
+
+
+def local_gpus() -> int:
+    """The GPUs an embedded Ray gets here, counted as Ray counts them (the NVIDIA driver's devices,
+    at most as many as $CUDA_VISIBLE_DEVICES lists) without importing torch: `nvidia-smi -L`."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):  # no NVIDIA driver here
+        return 0
+    found = sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return found
+    return min(found, 0 if visible in ("", "NoDevFiles") else len(visible.split(",")))
+
+
+def fetch_data(data_dir: str | None, allow_sample: bool) -> str:
+    """The MNIST folder (simvp_core.data.resolve_data_dir), fetched there when missing; if that
+    fails, the bundled sample when the space allows it (sample_fallback), else a UsageError."""
+    from simvp_core.fetch import ensure_mnist
+
+    try:
+        return ensure_mnist(data_dir, allow_sample)
+    except (OSError, ValueError) as e:  # no data and no fetch, an unwritable folder, a wrong file
+        raise UsageError(str(e)) from e
+
+
+def dry_run(plan: Plan) -> str:
+    """The checked plan in words: the space, how trials are chosen, where they run, where the
+    search writes."""
+    from search.space import describe
+
+    spec = plan.spec
+    sampler = {"optuna": f"TPE, seed {spec.seed}", "random": f"random sampler, seed {spec.seed}"}
+    algorithm = (f"OptunaSearch ({sampler[spec.algorithm]}), study {plan.name} in "
+                 f"{plan.run_dir / layout.OPTUNA_DB}" if spec.algorithm in sampler
+                 else "BasicVariantGenerator over the grid points")
+    lines = [describe(spec), f"search algorithm: {algorithm}", f"resources: {_where(plan)}",
+             f"run folder: {plan.run_dir}" + (f" (Tune state in {plan.tune_path})"
+                                              if is_uri(plan.storage) else ""),
+             f"tracking: {plan.tracking_uri}"]
+    if plan.resume:
+        lines.append(f"resume: the search started {plan.previous.get('started', '?')} "
+                     f"with {plan.previous.get('command', '?')}")
+    lines.append("dry run: nothing started")
+    return "\n".join(lines)
+
+
+def _where(plan: Plan) -> str:
+    """Where the trials run and how many at once."""
+    spec, limit = plan.spec, f"; --max-concurrent {plan.max_concurrent}" if plan.max_concurrent else ""
+    if plan.address:
+        return (f"Ray cluster at {plan.address} (its nodes and their storage are checked when the "
+                f"search joins it){limit}")
+    cpus = os.cpu_count() or 1
+    slots = int(cpus // spec.cpu)
+    gpus = ""
+    if spec.gpu > 0:
+        n = local_gpus()
+        slots, gpus = min(slots, int(n // spec.gpu)), f" and {n} GPUs"
+    return f"embedded local Ray with {cpus} CPUs{gpus}: up to {slots} trial(s) at once{limit}"
+
+
+__all__ = ["Plan", "UsageError", "make_plan", "dry_run", "build_parser", "load_spec",
+           "check_storage", "check_local_resources", "local_gpus", "fetch_data",
+           "default_tracking_uri", "local_root", "is_uri"]

@@ -1,0 +1,161 @@
+"""SearchSpec and Param: a validated space file, frozen; what the runner launches and the report reads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from simvp_core.config import FIELD_TYPES, TrainConfig
+from search.space.sampling import expand
+from search.space.schema import VALUE_KINDS
+
+UNSET = object()  # a value no param takes: 'not in this point'
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched TrainConfig field. A `when` value that is a tuple means 'any of these values'."""
+
+    name: str
+    kind: str
+    values: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    when: tuple[tuple[str, Any], ...] = ()
+
+    def applies(self, params: dict[str, Any]) -> bool:
+        """Whether this param is used for a trial whose other searched values are `params`."""
+        return all(params.get(name, UNSET) in as_tuple(allowed) for name, allowed in self.when)
+
+    def contains(self, value: Any) -> bool:
+        """Whether `value` (already of the field's type) is one this param can take."""
+        if self.kind in VALUE_KINDS:
+            return any(same(value, v) for v in self.values)
+        if not self.low <= value <= self.high:
+            return False
+        return self.step is None or on_step(value, self.low, self.step)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The param as the space file writes it."""
+        body: dict[str, Any] = {self.kind: list(self.values) if self.kind in VALUE_KINDS else [self.low, self.high]}
+        if self.step is not None:
+            body["step"] = self.step
+        if self.when:
+            body["when"] = {n: list(v) if isinstance(v, tuple) else v for n, v in self.when}
+        return body
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A validated space file. grid_points() and trial_config() are what the runner launches."""
+
+    path: str
+    experiment: str
+    description: str
+    base: TrainConfig
+    space: tuple[Param, ...]
+    algorithm: str
+    num_samples: int
+    seed: int
+    points_to_evaluate: tuple[dict, ...]
+    scheduler: str
+    grace_period: int
+    reduction_factor: int
+    max_epochs: int
+    metric: str
+    mode: str
+    repeats: int
+    cpu: float
+    gpu: float
+    max_failures: int
+    blocks: tuple[str, ...]
+    published: tuple[dict, ...]
+    sample_fallback: bool = False  # MNIST cannot be fetched: run on the bundled sample (labelled)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The searched parameter names, in file order."""
+        return tuple(p.name for p in self.space)
+
+    def trial_config(self, params: dict[str, Any]) -> TrainConfig:
+        """Base plus one trial's values; None means 'not applied' (a condition failed) and is dropped."""
+        unknown = [name for name in params if name not in FIELD_TYPES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a TrainConfig field; searched: {', '.join(self.names)}")
+        return self.base.replace(**{k: v for k, v in params.items() if v is not None})
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Grid: every configuration (the product, or the listed points) times repeats; else the listed points."""
+        configs = list(self.points_to_evaluate)
+        if self.algorithm == "grid" and not configs:
+            configs = expand(self.space)
+        if self.repeats == 1:
+            return [dict(c) for c in configs]
+        return [{**c, "seed": self.base.seed + r} for r in range(self.repeats) for c in configs]
+
+    def total_trials(self) -> int:
+        return len(self.grid_points()) if self.algorithm == "grid" else self.num_samples
+
+    def worst_case_epochs(self) -> int:
+        """Trial-epochs if no trial is stopped early: what the search costs at most."""
+        if self.algorithm == "grid":
+            return sum(self.trial_config(p).epochs for p in self.grid_points())
+        return self.num_samples * self.max_epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        """The space file's content, normalised: parse_space(spec.to_dict(), spec.path) == spec."""
+        default = TrainConfig()
+        search: dict[str, Any] = {"algorithm": self.algorithm, "seed": self.seed,
+                                  "points_to_evaluate": [dict(p) for p in self.points_to_evaluate]}
+        if self.algorithm != "grid":
+            search["num_samples"] = self.num_samples
+        scheduler: dict[str, Any] = {"type": self.scheduler}
+        if self.scheduler == "asha":
+            scheduler.update(grace_period=self.grace_period, reduction_factor=self.reduction_factor,
+                             max_epochs=self.max_epochs)
+        return {
+            "experiment": self.experiment, "description": self.description,
+            "base": {k: v for k, v in self.base.to_dict().items() if getattr(default, k) != v},
+            "space": {p.name: p.to_dict() for p in self.space},
+            "search": search, "scheduler": scheduler, "metric": self.metric, "repeats": self.repeats,
+            "resources": {"cpu": self.cpu, "gpu": self.gpu}, "max_failures": self.max_failures,
+            "blocks": list(self.blocks),
+            "published": [{**row, "match": dict(row["match"])} for row in self.published],
+            "sample_fallback": self.sample_fallback,
+        }
+
+    def smoke(self) -> SearchSpec:
+        """A copy that runs on a 2-core CPU in minutes (search.space.smoke)."""
+        from search.space.smoke import smoke  # smoke re-parses the space: it imports this module
+
+        return smoke(self)
+
+
+def matches(match: dict[str, Any], config: TrainConfig) -> bool:
+    """Whether a trial's resolved config has every value of a published row's `match`."""
+    return all(same(getattr(config, k), v) for k, v in match.items())
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as settings: floats within 1e-12, True never equal to 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=1e-12)
+    return a == b
+
+
+def show_when(when: tuple[tuple[str, Any], ...]) -> str:
+    """A condition as the plan and the errors print it: 'preset in [a, b] and act=starrelu'."""
+    return " and ".join(f"{n} in {list(v)}" if isinstance(v, tuple) else f"{n}={v}" for n, v in when)
+
+
+def as_tuple(value: Any) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def on_step(value: float, origin: float, step: float) -> bool:
+    k = (value - origin) / step
+    return math.isclose(k, round(k), abs_tol=1e-9)

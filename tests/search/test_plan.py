@@ -1,0 +1,166 @@
+"""search.plan: the command line checked before Ray starts. Nothing here starts Ray or trains;
+the dry-run is held to refusing exactly what a run refuses."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from search.plan import UsageError, fetch_data, local_gpus, make_plan
+from search.run import main
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_SPACES = sorted((REPO / "spaces").glob("*.yaml"))
+
+
+def run(*argv: Any) -> int:
+    return main([str(a) for a in argv])
+
+
+def test_every_shipped_space_passes_dry_run_on_a_cluster_and_as_smoke_here(tmp_path: Path,
+                                                                            capsys) -> None:
+    assert SHIPPED_SPACES, "no space files in spaces/"
+    storage = tmp_path / "runs"
+    for path in SHIPPED_SPACES:  # in-process: the command line itself is covered below
+        for extra in (("--address", "cluster:6379"), ("--smoke",)):
+            assert run(path, "--dry-run", "--storage", storage, *extra) == 0, capsys.readouterr().err
+            out = capsys.readouterr().out
+            assert str(path) in out and out.rstrip().endswith("dry run: nothing started")
+    assert not storage.exists()
+
+
+def test_the_dry_run_refuses_what_the_run_refuses_with_the_same_line(
+        tmp_path: Path, write_space, monkeypatch, capsys) -> None:
+    storage = tmp_path / "runs"
+    (storage / "taken").mkdir(parents=True)
+    (storage / "taken" / "experiment.json").write_text("{}")
+    grid = {"lr": {"grid": [0.01]}}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, whatever this machine has
+    cases = {
+        "a trial needs more CPUs": (write_space(tmp_path, "big", grid, resources={"cpu": 4096}),),
+        "a trial needs a GPU": (write_space(tmp_path, "gpu", grid, resources={"cpu": 1, "gpu": 1}),),
+        "the run folder exists": (write_space(tmp_path, "taken", grid),),
+        "a bad name": (write_space(tmp_path, "named", grid), "--name", "a/b"),
+        "nothing to resume": (write_space(tmp_path, "fresh", grid), "--resume"),
+        "a bad --max-concurrent": (write_space(tmp_path, "conc", grid), "--max-concurrent", 0),
+    }
+    for case, argv in cases.items():
+        assert run(*argv, "--storage", storage, "--dry-run") == 2, case
+        dry = capsys.readouterr()
+        assert run(*argv, "--storage", storage) == 2, case
+        real = capsys.readouterr()
+        assert dry.err == real.err and len(dry.err.strip().splitlines()) == 1, case
+        assert dry.out == real.out == "", case
+    assert sorted(p.name for p in storage.iterdir()) == ["taken"]
+
+
+def test_broken_spaces_exit_2_with_one_line(tmp_path: Path, subprocess_env) -> None:
+    bad_key = tmp_path / "bad_key.yaml"
+    bad_key.write_text("search: {algorithm: grid}\nspace: {lr: {grid: [0.1]}}\nschedulr: {type: none}\n")
+    bad_value = tmp_path / "bad_value.yaml"
+    bad_value.write_text("search: {algorithm: grid}\nspace: {act: {grid: [relu]}}\n")
+    expected = {bad_key: ("schedulr", "did you mean 'scheduler'"), bad_value: ("act",)}
+    procs = {path: subprocess.Popen(
+        [sys.executable, "-m", "search.run", str(path), "--storage", str(tmp_path / "runs")],
+        cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for path in expected}
+    for path, words in expected.items():
+        _, err = procs[path].communicate(timeout=120)
+        assert procs[path].returncode == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}")
+        assert all(w in lines[0] for w in words)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_and_the_dry_run_import_neither_ray_nor_torch(tmp_path: Path, write_space,
+                                                           subprocess_env) -> None:
+    space = write_space(tmp_path, "light", {"lr": {"grid": [0.01]}})
+    probe = ("import sys\nfrom search.run import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
+             "    print('heavy:', sorted({'ray', 'torch'} & set(sys.modules)))\n")
+    for argv in (["--help"], [str(space), "--dry-run", "--storage", str(tmp_path / "runs")]):
+        out = subprocess.run([sys.executable, "-c", probe, *argv], cwd=REPO, env=subprocess_env(),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[-1] == "heavy: []", argv
+
+
+def test_a_plan_holds_every_resolved_option(tmp_path: Path, write_space, monkeypatch) -> None:
+    space = write_space(tmp_path, "opts", {"lr": {"uniform": [0.001, 0.01]}},
+                        {"algorithm": "random", "num_samples": 2, "seed": 5})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    plan = make_plan([str(space), "--storage", "s3://bucket/prefix", "--max-concurrent", "3",
+                      "--reports-dir", "out", "--dry-run"])
+    assert (plan.name, plan.storage, plan.address) == ("opts", "s3://bucket/prefix", "head:6379")
+    assert plan.run_dir == tmp_path / "runs" / "opts"
+    assert plan.tune_storage == "s3://bucket/prefix/opts" and plan.tune_path.endswith("/opts/tune")
+    assert plan.tracking_uri == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    assert plan.optuna_url == f"sqlite:///{tmp_path / 'runs' / 'opts' / 'optuna.db'}"
+    assert (plan.max_concurrent, plan.reports_dir, plan.data_dir) == (3, Path("out"), None)
+    assert plan.command.startswith("python -m search.run ") and not plan.resume
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.name = "other"  # type: ignore[misc]
+    from search.plan import dry_run
+
+    assert "OptunaSearch (random sampler, seed 5)" in dry_run(plan)
+
+
+def test_local_gpus_are_counted_as_ray_counts_them(tmp_path: Path, monkeypatch) -> None:
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-a)'\necho '  MIG 1g.18gb Device 0:'\n"
+                    "echo 'GPU 1: NVIDIA H200 (UUID: GPU-b)'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert local_gpus() == 2
+    for visible, n in (("1", 1), ("0,1,2", 2), ("", 0), ("NoDevFiles", 0)):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert local_gpus() == n, visible
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no nvidia-smi: no NVIDIA driver
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert local_gpus() == 0
+
+
+def test_bad_data_dir_and_empty_resume_exit_2_before_anything(tmp_path: Path, write_space, capsys) -> None:
+    space = write_space(tmp_path, "nodata", {"lr": {"grid": [0.01]}})
+    storage = tmp_path / "runs"
+    assert run(space, "--storage", storage, "--data-dir", tmp_path / "empty") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: MNIST") and str(tmp_path / "empty") in err
+    assert run(space, "--storage", storage, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--resume: nothing to resume" in err and len(err.strip().splitlines()) == 1
+    assert not storage.exists()
+
+
+def test_missing_data_is_fetched_and_offline_only_a_sample_fallback_space_runs_on_the_sample(
+        tmp_path: Path, monkeypatch, capsys, write_space) -> None:
+    from search.space import SpaceError, load_space
+
+    assert load_space(REPO / "spaces" / "smoke.yaml").sample_fallback is True
+    assert load_space(REPO / "spaces" / "loss.yaml").sample_fallback is False
+    with pytest.raises(SpaceError, match="sample_fallback.*true or false"):
+        load_space(write_space(tmp_path, "bad", {"lr": {"grid": [0.01]}}, sample_fallback="yes"))
+    monkeypatch.chdir(tmp_path)  # no ./data here: the default is the per-user cache
+    monkeypatch.delenv("SIMVP_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "simvp-search"
+    fetching = f"data: no MNIST in {cache}; fetching it (python -m simvp_core.data fetch --data-dir {cache})"
+    # conftest points the mirrors at a dead local port: the network is unreachable
+    assert fetch_data(None, allow_sample=True) == "sample"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == fetching and len(out) == 2
+    assert "fetching MNIST failed" in out[1] and "bundled sample" in out[1]
+    with pytest.raises(UsageError) as info:
+        fetch_data(None, allow_sample=False)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"MNIST not in {cache}")
+    assert f"`python -m simvp_core.data fetch --data-dir {cache}`" in message
+    assert capsys.readouterr().out.splitlines() == [fetching] and not cache.exists()
