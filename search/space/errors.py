@@ -2,6 +2,8 @@
 
 A pydantic ValidationError of the space file becomes one SpaceError: its first problem, with the
 expectation read off the declaration at that key (type, bounds, choices or description).
+User values are quoted cut short (limits.brief), and the line past the file name stays under
+BODY_CHARS whatever it quotes.
 """
 
 from typing import Any, get_args, get_origin
@@ -11,19 +13,35 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from simvp_core.config import FIELD_TYPES, did_you_mean, expectation, show, without_none
+from search.space.limits import QUOTE_CHARS, brief, clip
 from search.space.schema import KINDS, RANGE_KINDS, SpaceFile
+
+KEY_CHARS = 80  # a key path (it may hold a user's key) is cut to this
+BODY_CHARS = 270  # key + what + expected, at most (the file name comes before)
 
 
 class SpaceError(ValueError):
     """A bad space file: '<file>: <key.path>: <what is wrong>; expected <what>'."""
 
     def __init__(self, key: str, what: str, expected: str, file: str = "(space)") -> None:
+        key, what, expected = _short(key, what, expected)
         super().__init__(f"{file}: {key}: {what}; expected {expected}")
         self.key, self.what, self.expected = key, what, expected
 
     def in_file(self, file: str) -> "SpaceError":
         """The same refusal, labelled with the file it is about."""
         return SpaceError(self.key, self.what, self.expected, file)
+
+
+def _short(key: str, what: str, expected: str) -> tuple[str, str, str]:
+    """The three parts cut (with '...') so that together they hold at most BODY_CHARS characters."""
+    key = clip(" ".join(str(key).split()), KEY_CHARS)
+    what, expected = " ".join(str(what).split()), " ".join(str(expected).split())  # one line
+    room = BODY_CHARS - len(key)
+    if len(what) + len(expected) > room:
+        expected = clip(expected, max(room // 2, room - len(what)))
+        what = clip(what, room - len(expected))
+    return key, what, expected
 
 
 def key_path(loc: tuple) -> str:
@@ -52,8 +70,8 @@ def from_validation(error: ValidationError) -> SpaceError:
     if kind in ("too_short", "too_long"):
         length = e["ctx"]["actual_length"]
         return SpaceError(key, f"got {length} items" if length else "empty list", _expected(annotation, info))
-    what = f"got {show(value)}"
-    if kind == "literal_error" and isinstance(value, str):
+    what = f"got {_quote(value)}"
+    if kind == "literal_error" and isinstance(value, str) and len(value) <= QUOTE_CHARS:
         what += did_you_mean(value, get_args(without_none(annotation)))
     if kind == "string_pattern_mismatch":
         return SpaceError(key, what, info.description)
@@ -66,7 +84,7 @@ def _unknown_key(loc: tuple) -> SpaceError:
     allowed = list(_model_at(tuple(parent)).model_fields)
     key = key_path(loc)
     if set(allowed) == set(FIELD_TYPES):
-        return SpaceError(key, f"unknown TrainConfig field {name!r}" + did_you_mean(name, allowed),
+        return SpaceError(key, f"unknown TrainConfig field {brief(name)}" + _close(name, allowed),
                           "a TrainConfig field (`python -m simvp_core.train --help` lists them)")
     if parent and parent[0] == "space" and name in KINDS:
         field, plural = parent[-1], {int: "integers", float: "floats", str: "strings", bool: "booleans"}
@@ -74,9 +92,22 @@ def _unknown_key(loc: tuple) -> SpaceError:
         return SpaceError(key, f"{name} samples {samples} but {field} holds {plural[FIELD_TYPES[field][0]]}",
                           f"one of {', '.join(k for k in allowed if k in KINDS)}")
     if parent and parent[0] == "space":
-        return SpaceError(key, "unknown param kind or option" + did_you_mean(name, allowed),
+        return SpaceError(key, "unknown param kind or option" + _close(name, allowed),
                           f"one of {', '.join(allowed)}")
-    return SpaceError(key, "unknown key" + did_you_mean(name, allowed), f"one of {', '.join(allowed)}")
+    return SpaceError(key, "unknown key" + _close(name, allowed), f"one of {', '.join(allowed)}")
+
+
+def _quote(value: Any) -> str:
+    """show(value), its repr cut short when long: "'xxxxx...' (str)"."""
+    text = show(value)
+    if len(text) <= QUOTE_CHARS + 10:
+        return text
+    return brief(value) + ("" if isinstance(value, (int, float)) else f" ({type(value).__name__})")
+
+
+def _close(name: Any, allowed: list[str]) -> str:
+    """did_you_mean, for a name short enough to be a misspelling."""
+    return did_you_mean(name, allowed) if len(str(name)) <= QUOTE_CHARS else ""
 
 
 def _declared_at(loc: tuple) -> tuple[Any, FieldInfo | None]:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from simvp_core.config import TrainConfig
 from search.space import rules
 from search.space.errors import SpaceError, from_validation
+from search.space.limits import MAX_FILE_BYTES, brief
 from search.space.schema import METRICS, VALUE_KINDS, SpaceFile
 from search.space.spec import Param, SearchSpec
 
@@ -27,16 +28,26 @@ def load_space(path: str | Path) -> SearchSpec:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """The file's YAML as plain data, read as YAML 1.2 reads numbers; duplicate keys are refused."""
+    """The file's YAML as plain data, read as YAML 1.2 reads numbers; duplicate keys, anchors and
+    aliases (`&x` / `*x`: a few lines of them expand to gigabytes) and files over 1 MB are refused."""
     file = str(path)
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as f:  # at most one byte past the limit, whatever the file is
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise SpaceError("(file)", f"over {MAX_FILE_BYTES:,} bytes, refused unread",
+                             "a space file of at most 1 MB (a search is a few kB of YAML: list values, "
+                             "not generated data)", file)
+        text = raw.decode()
     except FileNotFoundError:
         raise SpaceError("(file)", "no such file", "the path of a space file, e.g. spaces/smoke.yaml", file) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpaceError("(file)", f"cannot be read ({e})", "a readable UTF-8 YAML file", file) from None
     try:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
+    except _AliasError as e:
+        raise SpaceError(f"line {e.mark.line + 1}, column {e.mark.column + 1}", e.what,
+                         "no YAML anchors or aliases: write each value out where it is used", file) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
@@ -68,6 +79,7 @@ def _spec(data: Any, file: str) -> SearchSpec:
     algorithm = raw.search.algorithm
     space = _params(raw, list(data.get("space") or {}), raw.base.model_fields_set)
     rules.repeats_fit(raw.repeats, algorithm, space)
+    rules.trial_budget(raw.search, raw.repeats, space)  # before anything expands the grid
     points = rules.points(raw.search, space, base)
     num_samples = rules.samples(raw.search, space, points)
     scheduler, grace, factor, max_epochs = rules.schedule(raw.scheduler, base, space)
@@ -107,8 +119,25 @@ def _params(raw: SpaceFile, order: list[str], fixed: set[str]) -> tuple[Param, .
     return tuple(params.values())
 
 
+class _AliasError(Exception):
+    """An anchor or alias in a space file: refused before it is expanded."""
+
+    def __init__(self, what: str, mark: Any) -> None:
+        super().__init__(what)
+        self.what, self.mark = what, mark
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and reads 1e-3 as a float (YAML 1.2), not a string."""
+    """SafeLoader that refuses duplicate keys, anchors and aliases, and reads 1e-3 as a float
+    (YAML 1.2), not a string."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _AliasError(f"YAML alias *{brief(event.anchor)[1:-1]}", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _AliasError(f"YAML anchor &{brief(event.anchor)[1:-1]}", event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
@@ -117,7 +146,7 @@ class _Loader(yaml.SafeLoader):
             if not isinstance(key, Hashable):
                 continue  # SafeLoader reports it
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {brief(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 

@@ -10,6 +10,7 @@ from typing import Any
 from simvp_core.config import TrainConfig, did_you_mean
 from simvp_core.presets import resolve_model_config
 from search.space.errors import SpaceError
+from search.space.limits import brief, cap_hint, clip, grid_size, max_trials
 from search.space.sampling import expand
 from search.space.schema import (KINDS, PUBLISHED_VALUES, RANGE_KINDS, VALUE_KINDS, Published, Scheduler, Search,
                                  given_values)
@@ -49,10 +50,22 @@ def one_kind(name: str, body: Any, algorithm: str) -> str:
 
 
 def distinct(key: str, values: list) -> None:
-    """Each value of a grid or choice once."""
+    """Each value of a grid or choice once, and no more values than a search may have trials."""
+    if len(values) > max_trials():
+        raise SpaceError(key, f"{len(values):,} values, more than the trial cap", cap_hint())
+    if not any(isinstance(v, float) for v in values):  # str, int, bool: same() is ==, so hash them
+        seen: set = set()
+        for i, value in enumerate(values):
+            if value in seen:
+                raise SpaceError(f"{key}[{i}]", f"duplicate value {brief(value)}", "each value once")
+            seen.add(value)
+        return
+    ordered = sorted(values)
+    if not any(same(a, b) for a, b in zip(ordered, ordered[1:])):  # floats: a close pair is adjacent
+        return
     for i, value in enumerate(values):
         if any(same(value, v) for v in values[:i]):
-            raise SpaceError(f"{key}[{i}]", f"duplicate value {value!r}", "each value once")
+            raise SpaceError(f"{key}[{i}]", f"duplicate value {brief(value)}", "each value once")
 
 
 def ordered_range(key: str, kind: str, low: float, high: float) -> None:
@@ -93,12 +106,13 @@ def conditions(name: str, raw: dict[str, Any] | None, earlier: dict[str, Param])
                              "a condition on a grid or choice param")
         items = allowed if isinstance(allowed, list) else [allowed]
         if not items:
-            raise SpaceError(key, "empty list", f"one or more of {list(param.values)}")
+            raise SpaceError(key, "empty list", f"one or more of {clip(list(param.values), 120)}")
         taken = []
         for item in items:
             value = next((v for v in param.values if same(v, item)), UNSET)
             if value is UNSET:
-                raise SpaceError(key, f"{ref} never takes {item!r}", f"one or more of {list(param.values)}")
+                raise SpaceError(key, f"{ref} never takes {brief(item)}",
+                                 f"one or more of {clip(list(param.values), 120)}")
             taken.append(value)
         out.append((ref, tuple(taken) if isinstance(allowed, list) else taken[0]))
     return tuple(out)
@@ -117,10 +131,35 @@ def repeats_fit(repeats: int, algorithm: str, space: tuple[Param, ...]) -> None:
                          "either seed in space or repeats > 1 (repeats use base.seed, base.seed + 1, ...)")
 
 
+def trial_budget(search: Search, repeats: int, space: tuple[Param, ...]) -> None:
+    """At most max_trials() trials, counted without building the grid: its points (the product, or
+    the listed ones) times repeats, or num_samples and the listed points for optuna / random."""
+    cap, listed = max_trials(), len(search.points_to_evaluate)
+    if search.algorithm != "grid":
+        if search.num_samples is not None and search.num_samples > cap:
+            raise SpaceError("search.num_samples", f"{search.num_samples:,} samples is over the trial cap",
+                             cap_hint())
+        if listed > cap:
+            raise SpaceError("search.points_to_evaluate", f"{listed:,} points is over the trial cap", cap_hint())
+        return
+    if listed:
+        size, exact, what = listed, True, f"{listed:,} listed points"
+        key = "search.points_to_evaluate"
+    else:
+        size, exact = grid_size(space)
+        what = f"a grid of {'' if exact else 'at most '}{size:,} points ({len(space)} params)"
+        key = "space"
+    total = size * repeats
+    if total > cap:
+        times = f" x repeats {repeats} = {'' if exact else 'at most '}{total:,} trials" if repeats > 1 else ""
+        raise SpaceError(key, f"{what}{times} is over the trial cap", cap_hint())
+
+
 def points(search: Search, space: tuple[Param, ...], base: TrainConfig) -> tuple[dict, ...]:
     """points_to_evaluate: inside the space, conditions met, complete on a grid, distinct, buildable."""
     by_name = {p.name: p for p in space}
     out: list[dict] = []
+    seen: dict[frozenset, int] = {}  # a point's items -> its index (dict equality, hashed)
     for i, point in enumerate(search.points_to_evaluate):
         key = f"search.points_to_evaluate[{i}]"
         given = given_values(point)
@@ -139,9 +178,11 @@ def points(search: Search, space: tuple[Param, ...], base: TrainConfig) -> tuple
                 raise SpaceError(key, f"missing {param.name}",
                                  "a value for every searched param that applies (grid points are exact)")
         ordered = {p.name: given[p.name] for p in space if p.name in given}
-        if ordered in out:
-            raise SpaceError(key, f"duplicate of point {out.index(ordered)}", "each point once")
+        seen_key = frozenset(ordered.items())
+        if seen_key in seen:
+            raise SpaceError(key, f"duplicate of point {seen[seen_key]}", "each point once")
         model_builds(base.replace(**ordered), key)
+        seen[seen_key] = len(out)
         out.append(ordered)
     return tuple(out)
 
@@ -149,9 +190,9 @@ def points(search: Search, space: tuple[Param, ...], base: TrainConfig) -> tuple
 def in_space(param: Param, value: Any, key: str) -> None:
     """A value this param can take: one of its values, or inside its range (on its step)."""
     if not param.contains(value):
-        expected = (f"one of {list(param.values)}" if param.kind in VALUE_KINDS else
+        expected = (f"one of {clip(list(param.values), 120)}" if param.kind in VALUE_KINDS else
                     f"a value in [{param.low}, {param.high}]" + (f" on step {param.step}" if param.step else ""))
-        raise SpaceError(key, f"got {value!r}, outside the space of {param.name}", expected)
+        raise SpaceError(key, f"got {brief(value)}, outside the space of {param.name}", expected)
 
 
 def samples(search: Search, space: tuple[Param, ...], points: tuple[dict, ...]) -> int:
@@ -208,10 +249,10 @@ def blocks(raw: list[str], space: tuple[Param, ...]) -> tuple[str, ...]:
     names = [p.name for p in space]
     for i, name in enumerate(raw):
         if name not in names:
-            raise SpaceError(f"blocks[{i}]", f"{name!r} is not a searched param" + did_you_mean(name, names),
+            raise SpaceError(f"blocks[{i}]", f"{brief(name)} is not a searched param" + did_you_mean(name, names),
                              f"one of {', '.join(names) or '(space is empty)'}")
         if name in raw[:i]:
-            raise SpaceError(f"blocks[{i}]", f"duplicate {name!r}", "each param once")
+            raise SpaceError(f"blocks[{i}]", f"duplicate {brief(name)}", "each param once")
     return tuple(raw)
 
 
@@ -220,13 +261,14 @@ def grid_builds(spec: SearchSpec) -> None:
     if spec.algorithm != "grid" or spec.points_to_evaluate:
         return
     for point in expand(spec.space):
-        model_builds(spec.trial_config(point), "space", f"grid point {point}: ")
+        model_builds(spec.trial_config(point), "space", f"grid point {clip(point, 120)}: ")
 
 
 def published(rows: list[Published], spec: SearchSpec) -> tuple[dict, ...]:
     """The paper's rows: a value each, a match some trial of this search reaches."""
     by_name = {p.name: p for p in spec.space}
     trials = spec.grid_points() if spec.algorithm == "grid" else list(spec.points_to_evaluate)
+    configs = _LazyConfigs(trials, spec) if rows else []  # each trial's config built once, when first needed
     out = []
     for i, row in enumerate(rows):
         key = f"published[{i}]"
@@ -241,17 +283,30 @@ def published(rows: list[Published], spec: SearchSpec) -> tuple[dict, ...]:
             if name in by_name:
                 in_space(by_name[name], value, mkey)
             elif not same(value, getattr(spec.base, name)):
-                raise SpaceError(mkey, f"{name} is fixed at {getattr(spec.base, name)!r} in base, "
-                                 f"so no trial has {value!r}", "base's value or a searched param")
-        if not any(_reaches(match, t, spec) for t in trials):
+                raise SpaceError(mkey, f"{name} is fixed at {brief(getattr(spec.base, name))} in base, "
+                                 f"so no trial has {brief(value)}", "base's value or a searched param")
+        if not any(_reaches(match, t, c, spec) for t, c in zip(trials, configs)):
             raise SpaceError(f"{key}.match", "no trial of this search has this configuration",
                              "a match equal to a grid point (grid) or to an entry of search.points_to_evaluate")
         out.append({"match": match, "source": row.source, **values})
     return tuple(out)
 
 
-def _reaches(match: dict[str, Any], point: dict[str, Any], spec: SearchSpec) -> bool:
+def _reaches(match: dict[str, Any], point: dict[str, Any], config: TrainConfig, spec: SearchSpec) -> bool:
     """A published match is reached by a point when every searched key of it is fixed by the point."""
     if any(name in spec.names and name not in point for name in match):
         return False
-    return matches(match, spec.trial_config({k: v for k, v in point.items() if k != "seed"}))
+    return matches(match, config)
+
+
+class _LazyConfigs:
+    """The trial configs of `trials` (seed dropped), built on first use and kept for the next row."""
+
+    def __init__(self, trials: list[dict], spec: SearchSpec) -> None:
+        self.trials, self.spec, self.built = trials, spec, []
+
+    def __iter__(self):
+        for i, point in enumerate(self.trials):
+            if i == len(self.built):
+                self.built.append(self.spec.trial_config({k: v for k, v in point.items() if k != "seed"}))
+            yield self.built[i]

@@ -25,8 +25,20 @@ def expand(space: tuple[Param, ...]) -> list[dict[str, Any]]:
 
 
 def unique(items: list) -> list:
-    """The items in order, each once (values may be unhashable dicts)."""
-    return [x for i, x in enumerate(items) if x not in items[:i]]
+    """The items in order, each once (values may be dicts); hashed where possible, so linear."""
+    seen: set = set()
+    out: list = []
+    for x in items:
+        try:
+            key = frozenset(x.items()) if isinstance(x, dict) else x
+            if key in seen:
+                continue
+            seen.add(key)
+        except TypeError:  # unhashable: compared with the ones kept so far
+            if x in out:
+                continue
+        out.append(x)
+    return out
 
 
 @dataclass(frozen=True)
