@@ -8,12 +8,15 @@ same way. The grid is Tune's BasicVariantGenerator over the grid points.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 import ray
@@ -24,7 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 import search
 import simvp_core
-from search import cluster, finish, layout, resume, results, tracking
+from search import cluster, finish, layout, lock, resume, results, tracking
 from search.plan import Plan, UsageError, check_storage
 from search.space import SearchSpec, optuna_space
 from search.trainable import train_trial
@@ -49,36 +52,136 @@ class ResumableOptunaSearch(OptunaSearch):
 
 def run_search(plan: Plan, trainable: Callable[..., None] = train_trial) -> int:
     """Run (or resume) the search with `trainable` (search.trainable.train_trial's signature),
-    then write results, sync MLflow and build the report (search.finish)."""
+    then write results, sync MLflow and build the report (search.finish). Holds the run folder's
+    lock (search.lock) from entering it to the end; SIGINT and SIGTERM end the search the same
+    way (Tune checkpoints, what exists is written, exit 130 / 143)."""
     start = time.time()
     started_ray = start_ray(plan.address)
-    try:
-        print(cluster.describe_cluster())
-        try:  # before anything is written: a local folder cannot serve several machines
-            check_storage(plan, len(cluster.alive_nodes()))
-        except UsageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        plan.run_dir.mkdir(parents=True, exist_ok=True)
-        tracker = start_tracking(plan)
-        info = experiment_info(plan, tracker)
-        layout.write_experiment(plan.run_dir, info)
-        key = str(plan.run_dir)
-        tracking.register(key, tracker)
-        bound = with_data(plan, trainable)
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows the searched params
-        # one checkpoint kept per trial forces a state snapshot per epoch (what resume relies on);
-        # Tune warns about that when epochs are short
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-        space = param_space(plan.spec)
-        tuner = (resume.restore_tuner(plan, bound, space) if plan.resume
-                 else new_tuner(plan, bound, space, key))
-        tuner.fit()
-        trials = resume.tune_trials(plan)
-    finally:
-        if started_ray:
-            ray.shutdown()
-    return finish.finish(plan, trials, tracker, info, start)
+    with Interrupts() as stop:  # after ray.init, which sets a SIGTERM handler of its own
+        held, tracker, info = None, None, None
+        try:
+            try:
+                print(cluster.describe_cluster())
+                try:  # before anything is written: a local folder cannot serve several machines
+                    check_storage(plan, len(cluster.alive_nodes()))
+                except UsageError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+                plan.run_dir.mkdir(parents=True, exist_ok=True)
+                try:  # before anything is written there: one search per name
+                    held = lock.acquire(plan.run_dir, takeover=plan.resume)
+                except lock.LockHeld as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+                tracker = start_tracking(plan)
+                info = experiment_info(plan, tracker)
+                layout.write_experiment(plan.run_dir, info)
+                key = str(plan.run_dir)
+                tracking.register(key, tracker)
+                bound = with_data(plan, trainable)
+                os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows the searched params
+                # one checkpoint kept per trial forces a state snapshot per epoch (what resume relies on);
+                # Tune warns about that when epochs are short
+                os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+                space = param_space(plan.spec)
+                tuner = (resume.restore_tuner(plan, bound, space) if plan.resume
+                         else new_tuner(plan, bound, space, key))
+                with stop.fitting():
+                    tuner.fit()
+            except KeyboardInterrupt:
+                stop.signal = stop.signal or signal.SIGINT
+            finally:
+                if started_ray:
+                    ray.shutdown()
+            try:
+                trials = resume.tune_trials(plan)
+            except Exception:
+                if not stop.signal:
+                    raise
+                trials = None  # interrupted before Tune's first state snapshot
+            if trials is None or held is None or info is None:
+                return interrupted_early(plan, tracker if held is not None else None, stop.signal)
+            try:
+                return finish.finish(plan, trials, tracker, info, start, interrupted=stop.signal)
+            except KeyboardInterrupt:  # a signal while writing: what was written stays
+                sig = stop.signal or signal.SIGINT
+                print(f"interrupted ({signal.Signals(sig).name}) while writing the results; "
+                      "continue with --resume", file=sys.stderr)
+                return 128 + sig
+        finally:
+            if held is not None:
+                held.release()
+
+
+class Interrupts:
+    """SIGINT and SIGTERM, one way: while Tune fits, the first of either asks Tune to stop as
+    Ctrl-C does (its SIGUSR1 handler, the one it installs next to SIGINT's: Tune then checkpoints
+    the experiment and returns); outside the fit, or a second time, KeyboardInterrupt. `.signal`
+    is the first one received (None: none)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._fitting = False
+        self._saved: dict[int, Any] = {}
+        self._env: str | None = None
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set from the main thread
+        self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT comes here first, as SIGTERM
+        for sig in self.SIGNALS:
+            self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        if self._saved:
+            if self._env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._env
+
+    @contextlib.contextmanager
+    def fitting(self) -> Iterator[None]:
+        """Around Tuner.fit: until Tune installs its SIGUSR1 handler, none (a stale one from an
+        earlier fit in this process would stop nothing)."""
+        usr1 = hasattr(signal, "SIGUSR1") and bool(self._saved)
+        saved = signal.signal(signal.SIGUSR1, signal.SIG_IGN) if usr1 else None
+        self._fitting = True
+        try:
+            yield
+        finally:
+            self._fitting = False
+            if usr1:
+                signal.signal(signal.SIGUSR1, saved)
+
+    def _handle(self, sig: int, frame: Any) -> None:
+        first = self.signal is None
+        self.signal = self.signal or sig
+        tune_stop = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
+        if first and self._fitting and callable(tune_stop):
+            print(f"\n{signal.Signals(sig).name} received: stopping the search after Tune's last "
+                  "checkpoint (send it again to stop at once)", file=sys.stderr, flush=True)
+            tune_stop(sig, frame)
+            return
+        raise KeyboardInterrupt
+
+
+def interrupted_early(plan: Plan, tracker: tracking.Tracker | None, sig: int) -> int:
+    """A signal before Tune recorded anything: nothing to write or resume."""
+    if tracker is not None:
+        tracker.finish_search({}, status="KILLED")
+    if plan.resume:
+        print(f"interrupted ({signal.Signals(sig).name}) before the search started again; "
+              "continue with --resume", file=sys.stderr)
+    else:
+        print(f"interrupted ({signal.Signals(sig).name}) before the search started; nothing to "
+              f"continue: remove {plan.run_dir} and run it again", file=sys.stderr)
+    return 128 + sig
 
 
 def start_ray(address: str | None) -> bool:

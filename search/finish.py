@@ -4,6 +4,7 @@ MLflow, experiment.json, a few lines of summary and the report."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,11 @@ if TYPE_CHECKING:
     from search.tracking import Tracker
 
 
-def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], start: float) -> int:
-    """Write everything the session's Tune trials say; returns the exit code (0)."""
+def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], start: float,
+           interrupted: int | None = None) -> int:
+    """Write everything the session's Tune trials say; returns the exit code: 0; 128 + the signal
+    when `interrupted` by one (SIGINT 130, SIGTERM 143; trials left for --resume); 1 when trials
+    did not finish without a signal, or when every trial errored."""
     spec = plan.spec
     rows = results.write_results(trials, spec, plan.run_dir)
     ids = tracker.sync(rows, plan.run_dir)
@@ -29,30 +33,42 @@ def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], sta
     df = results.read_results(plan.run_dir)
     seconds = time.time() - start
     sets = sorted({s for s in df["test_set"] if s})
-    info.update(finished=layout.timestamp(), wall_seconds=info["wall_seconds"] + seconds,
+    info.update(finished=None if interrupted or resume.unfinished(trials) else layout.timestamp(), wall_seconds=info["wall_seconds"] + seconds,
                 test_set="; ".join(sets), mlflow_parent_run_id=tracker.parent_run_id)
     layout.write_experiment(plan.run_dir, info)
     top = layout.best(df, spec.metric, spec.mode)
     counts = df["status"].value_counts()
+    unfinished = resume.unfinished(trials)
+    all_errored = len(df) > 0 and int(counts.get("errored", 0)) == len(df)
+    status = ("KILLED" if interrupted or unfinished else "FAILED" if all_errored else "FINISHED")
     tracker.finish_search({**{f"trials_{s}": float(counts.get(s, 0)) for s in layout.STATUSES},
                            **({f"best_{spec.metric}": float(top[spec.metric].mean()),
-                               "best_test_mse": float(top["test_mse"].mean())} if top is not None else {})})
-    print_summary(plan, df, tracker, seconds)
-    unfinished = resume.unfinished(trials)
-    if unfinished:
-        print(f"interrupted: {len(unfinished)} trial(s) did not finish; continue with --resume")
-    elif spec.algorithm in layout.OPTUNA_ALGORITHMS:
+                               "best_test_mse": float(top["test_mse"].mean())} if top is not None else {})},
+                          status=status)
+    if interrupted or unfinished:
+        print_summary(plan, df, tracker, seconds, headline="interrupted")
+        print(f"{len(unfinished)} trial(s) did not finish")
+        print("interrupted; continue with --resume", flush=True)
+        return 128 + interrupted if interrupted else 1
+    if spec.algorithm in layout.OPTUNA_ALGORITHMS:
         resume.release_orphan_optuna_trials(plan, [])
+    print_summary(plan, df, tracker, seconds)
     write_report(plan, tracker)
+    if all_errored:
+        first = str(df["status_detail"].iloc[0]).splitlines()[0][:300] if len(df) else ""
+        print(f"error: all {len(df)} trials errored (first: {first}); results in "
+              f"{plan.run_dir / layout.RESULTS_FILE}", file=sys.stderr)
+        return 1
     return 0
 
 
-def print_summary(plan: Plan, df: pd.DataFrame, tracker: Tracker, seconds: float) -> None:
+def print_summary(plan: Plan, df: pd.DataFrame, tracker: Tracker, seconds: float,
+                  headline: str = "finished") -> None:
     """The end of a search in a few lines: counts, the best configuration, where things are."""
     spec = plan.spec
     counts = df["status"].value_counts()
     by_status = ", ".join(f"{int(counts[s])} {s}" for s in layout.STATUSES if s in counts)
-    print(f"\n== search {plan.name} finished: {len(df)} trials ({by_status or 'none'}) "
+    print(f"\n== search {plan.name} {headline}: {len(df)} trials ({by_status or 'none'}) "
           f"in {seconds:.0f} s ==")
     top = layout.best(df, spec.metric, spec.mode)
     if top is None:

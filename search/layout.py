@@ -25,6 +25,7 @@ EXPERIMENT_FILE = "experiment.json"
 OPTUNA_DB = "optuna.db"
 PREDICTIONS_DIR = "predictions"
 TUNE_DIR = "tune"
+LOCK_FILE = "search.lock"  # the driver holding the run folder (search.lock)
 # beside the run folders: the default MLflow store and its artifacts
 MLFLOW_DB = "mlflow.db"
 MLARTIFACTS_DIR = "mlartifacts"
@@ -97,6 +98,6 @@ def best(df: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame | None:
 
 __all__ = ["atomic_write", "best", "columns", "direction", "predictions_path", "read_experiment",
            "timestamp", "write_experiment", "RESULTS_FILE", "EXPERIMENT_FILE", "OPTUNA_DB", "PREDICTIONS_DIR",
-           "TUNE_DIR", "MLFLOW_DB", "MLARTIFACTS_DIR", "CHECKPOINT_FILE", "HISTORY_FILE",
+           "TUNE_DIR", "LOCK_FILE", "MLFLOW_DB", "MLARTIFACTS_DIR", "CHECKPOINT_FILE", "HISTORY_FILE",
            "PREDICTIONS_FILE", "STATUSES", "METRICS", "MODES", "SEARCH_METRICS",
            "OPTUNA_ALGORITHMS"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass, replace
@@ -89,11 +90,11 @@ def make_plan(argv: list[str]) -> Plan:
     UsageError. Starts nothing; only a real run (not --dry-run) fetches missing MNIST."""
     args = build_parser().parse_args(argv)
     spec = load_spec(args.space, args.smoke)
-    name = args.name or spec.experiment  # spec.smoke() already names it <experiment>-smoke
-    if not name or "/" in name or name in (".", ".."):
-        raise UsageError(f"--name {name!r}: expected a plain folder name")
+    name = check_name(spec.experiment if args.name is None else args.name)  # smoke: <experiment>-smoke
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError(f"--max-concurrent {args.max_concurrent}: expected an integer >= 1")
+    check_storage_path(args.storage)
+    check_reports_dir(args.reports_dir, name)
     run_dir = local_root(args.storage) / name
     tune_storage = f"{args.storage.rstrip('/')}/{name}" if is_uri(args.storage) else str(run_dir)
     previous = _previous(args.resume, run_dir, f"{tune_storage}/{layout.TUNE_DIR}", spec, args.space)
@@ -142,6 +143,64 @@ def _previous(resuming: bool, run_dir: Path, tune_path: str, spec: SearchSpec,
         raise UsageError(f"--resume: {space_file} no longer says what {run_dir} was started with "
                          "(space file or --smoke changed); restore it, or start a new --name")
     return previous
+
+
+# what the platform keeps beside the run folders in the storage folder: no run may be named so
+STORAGE_LEVEL_NAMES = (layout.MLFLOW_DB, *(f"{layout.MLFLOW_DB}{s}" for s in ("-journal", "-wal", "-shm")),
+                       layout.MLARTIFACTS_DIR)
+# the URI schemes Ray Tune's storage (pyarrow.fs) can write to
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # as a space file's `experiment` (search.space.schema)
+
+
+def check_name(name: str) -> str:
+    """The run name, as both a real run and --dry-run check it: a plain folder name (letters,
+    digits, '_', '.', '-'; not '.' or '..') that is not one of the storage folder's own files."""
+    if not _PLAIN_NAME.fullmatch(name) or name in (".", ".."):
+        raise UsageError(f"--name {name!r}: expected a plain folder name (letters, digits, '_', '.', "
+                         "'-'; no path separators, not '.' or '..'), e.g. --name my-search")
+    if name.casefold() in (n.casefold() for n in STORAGE_LEVEL_NAMES):
+        raise UsageError(f"--name {name!r}: the storage folder keeps its own {name} beside the run "
+                         f"folders (reserved: {', '.join(STORAGE_LEVEL_NAMES)}); choose another --name")
+    return name
+
+
+def check_storage_path(storage: str) -> None:
+    """--storage: a supported URI, or a folder that is (or can be made) writable here."""
+    if is_uri(storage):
+        scheme = storage.split("://", 1)[0].lower()
+        if scheme not in STORAGE_SCHEMES:
+            raise UsageError(f"--storage {storage}: unsupported URI scheme {scheme + '://'!r}; expected "
+                             f"a local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
+        return
+    _check_writable_folder("--storage", Path(storage))
+
+
+def check_reports_dir(reports_dir: Path, name: str) -> None:
+    """--reports-dir must take <name>.md and <name>/, checked now, not after the search ran."""
+    _check_writable_folder("--reports-dir", reports_dir)
+    md, figures = reports_dir / f"{name}.md", reports_dir / name
+    if md.is_dir():
+        raise UsageError(f"--reports-dir {reports_dir}: {md} is a folder, where the report goes; "
+                         "move it away or choose another --reports-dir")
+    if figures.exists() and not figures.is_dir():
+        raise UsageError(f"--reports-dir {reports_dir}: {figures} is a file, where the report's "
+                         "figures go; move it away or choose another --reports-dir")
+
+
+def _check_writable_folder(flag: str, folder: Path) -> None:
+    """folder is a writable folder, or the nearest existing folder above it is (it is made later)."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} {folder}: an existing file, not a folder; pass a folder")
+    existing = folder.absolute()
+    while not existing.exists():  # the part of the path that is already there
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {folder}: {existing} is a file, so no folder can be made under it; "
+                         "pass a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: {existing} is not writable by this user; pass a writable "
+                         "folder or fix its permissions")
 
 
 def is_uri(storage: str) -> bool:
@@ -239,5 +298,6 @@ def _where(plan: Plan) -> str:
 
 
 __all__ = ["Plan", "UsageError", "make_plan", "dry_run", "build_parser", "load_spec",
-           "check_storage", "check_local_resources", "local_gpus", "fetch_data",
+           "check_storage", "check_local_resources", "check_name", "check_storage_path",
+           "check_reports_dir", "local_gpus", "fetch_data",
            "default_tracking_uri", "local_root", "is_uri"]

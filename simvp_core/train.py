@@ -2,7 +2,9 @@
 
 MNIST missing from the data folder is fetched there first (simvp_core.fetch.ensure_mnist); if that
 fails the run stops with the fetch command to run (no fallback to the bundled sample: ask for it with
---data-dir sample). Exit codes: 0 done, 2 bad input (flags, data, existing run), 3 diverged (NaN/inf loss).
+--data-dir sample). Exit codes: 0 done, 2 bad input (flags, data, existing run, a --resume checkpoint
+that is unreadable, foreign or for another config: one line naming it, the file left as it is),
+3 diverged (NaN/inf loss).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import pickle
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,6 +32,25 @@ CHECKPOINT_VERSION = 1
 
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite: the run cannot recover, and retrying repeats it."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: unreadable, foreign, or for another config/model."""
+
+
+_STATE_KEYS = frozenset({"version", "config", "epoch", "history", "model", "optimizer", "scheduler",
+                         "rng_cpu"})
+_CHECKPOINT_FIX = "move it away and run without --resume to start anew"
+
+
+def _first_line(e: BaseException, limit: int = 64) -> str:
+    """An exception's first line, clipped: torch's messages run to many lines."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return _clip(text, limit)
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def resolve_device(name: str) -> torch.device:
@@ -192,12 +212,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        saved = TrainConfig.from_dict(state["config"])
-        if _learning_fields(saved) != _learning_fields(self.cfg):
-            diff = {k: (v, getattr(self.cfg, k)) for k, v in _learning_fields(saved).items()
-                    if getattr(self.cfg, k) != v}
-            raise ValueError(f"checkpoint was made with a different config (saved, now): {diff}; "
-                             "resume with the same settings or start a new run")
+        """Restore a state_dict(); CheckpointError (nothing restored) for one that does not fit."""
+        self._check_state(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -211,7 +227,47 @@ class Trainer:
             torch.save(self.state_dict(), f)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        """Restore a save_checkpoint() file. CheckpointError (one line naming the file) for a file
+        that is unreadable (truncated, corrupt), not a checkpoint of this trainer, or written for a
+        different config or model; the file is only read, and nothing is restored then."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except pickle.UnpicklingError as e:  # garbage, or a pickle holding more than tensors
+            raise CheckpointError(f"{path}: not a torch checkpoint file (corrupt, or not written by "
+                                  f"torch.save with plain tensors); {_CHECKPOINT_FIX}") from e
+        except Exception as e:  # torch.load raises many kinds (RuntimeError, OSError, EOFError...)
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
+                                  f"{_first_line(e)}); {_CHECKPOINT_FIX}") from e
+        try:
+            self.load_state_dict(state)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from e
+
+    def _check_state(self, state: object) -> None:
+        """Everything load_state_dict restores, checked before any of it is."""
+        if not isinstance(state, dict) or not _STATE_KEYS <= state.keys():
+            raise CheckpointError(f"not a checkpoint of this trainer (expected the keys "
+                                  f"{', '.join(sorted(_STATE_KEYS))}); {_CHECKPOINT_FIX}")
+        if state["version"] != CHECKPOINT_VERSION:
+            raise CheckpointError(f"checkpoint format version {state['version']!r}, this trainer reads "
+                                  f"{CHECKPOINT_VERSION}; {_CHECKPOINT_FIX}")
+        try:
+            saved = TrainConfig.from_dict(state["config"])
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"its config is not valid here ({_first_line(e)}); "
+                                  f"{_CHECKPOINT_FIX}") from e
+        if _learning_fields(saved) != _learning_fields(self.cfg):
+            diff = ", ".join(f"{k} {v!r} (now {getattr(self.cfg, k)!r})"
+                             for k, v in _learning_fields(saved).items() if getattr(self.cfg, k) != v)
+            raise CheckpointError(f"written for a different config: {_clip(diff)}; resume with the "
+                                  "same settings or start a new run")
+        mine = self.model.state_dict()
+        model = state["model"]
+        if (not isinstance(model, dict) or model.keys() != mine.keys()
+                or any(getattr(v, "shape", None) != mine[k].shape for k, v in model.items())):
+            raise CheckpointError(f"its model weights do not fit this model ({self.cfg.preset}, "
+                                  f"{self.n_params:,} parameters): written for a different model; "
+                                  f"{_CHECKPOINT_FIX}")
 
 
 def _learning_fields(cfg: TrainConfig) -> dict:

@@ -164,3 +164,125 @@ def test_missing_data_is_fetched_and_offline_only_a_sample_fallback_space_runs_o
     assert "\n" not in message and message.startswith(f"MNIST not in {cache}")
     assert f"`python -m simvp_core.data fetch --data-dir {cache}`" in message
     assert capsys.readouterr().out.splitlines() == [fetching] and not cache.exists()
+
+
+def _one_line(err: str) -> str:
+    """The single stderr line a refused command line prints."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) <= 300, err
+    return lines[0]
+
+
+def _snapshot(*roots: Path) -> dict[str, bytes | None]:
+    """Every path under roots -> its bytes (None for a folder): to show nothing was changed."""
+    return {str(p): (p.read_bytes() if p.is_file() else None)
+            for root in roots for p in [root, *root.rglob("*")] if root.exists()}
+
+
+def _corrupt_mnist(folder: Path, kind: str) -> Path:
+    """MNIST/raw with both image files truncated, garbage, or well-formed but not the official ones."""
+    import gzip
+    import struct
+
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    good = gzip.compress(struct.pack(">IIII", 0x803, 2, 28, 28) + bytes(2 * 784))
+    body = {"truncated": good[:len(good) // 2], "garbage": b"\x13\x37not gzip" * 40, "md5": good}[kind]
+    for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+        (raw / name).write_bytes(body)
+    return folder
+
+
+def test_corrupted_mnist_files_are_refused_in_one_line_before_ray_starts(
+        tmp_path: Path, write_space, capsys, subprocess_env, request) -> None:
+    import shutil
+    import tempfile
+
+    space = write_space(tmp_path, "corrupt", {"lr": {"grid": [0.01]}})
+    storage = tmp_path / "runs"
+    # a short folder: the md5 line names the file and the folder to fetch into, and pytest's own
+    # tmp paths alone would take it past 300 characters
+    short = Path(tempfile.mkdtemp(prefix="simvp-"))
+    request.addfinalizer(lambda: shutil.rmtree(short))
+    folders = {kind: _corrupt_mnist(short / kind, kind) for kind in ("truncated", "garbage", "md5")}
+    before = _snapshot(*folders.values())
+    proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--storage", str(storage),
+                           "--data-dir", str(folders["truncated"])], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    line = _one_line(proc.stderr)
+    assert "train-images-idx3-ubyte.gz: cannot decompress" in line and "intact copy" in line
+    expected = {"garbage": "cannot decompress", "md5": "md5 "}
+    for kind, words in expected.items():
+        assert run(space, "--storage", storage, "--data-dir", folders[kind]) == 2, kind
+        line = _one_line(capsys.readouterr().err)
+        assert str(folders[kind] / "MNIST" / "raw") in line and words in line, line
+    assert "python -m simvp_core.data fetch --data-dir" in line  # the md5 line says how to fix it
+    assert _snapshot(*folders.values()) == before and not storage.exists()
+
+
+def test_names_that_are_not_plain_or_are_the_storage_folders_own_files_are_refused(
+        tmp_path: Path, write_space, capsys, subprocess_env) -> None:
+    from search import layout
+    from search.plan import check_name
+
+    space = write_space(tmp_path, "names", {"lr": {"grid": [0.01]}})
+    storage = tmp_path / "runs"
+    storage.mkdir()
+    (storage / layout.MLFLOW_DB).write_bytes(b"SQLite format 3\x00 kept as it is")
+    (storage / layout.MLARTIFACTS_DIR).mkdir()
+    (storage / layout.MLARTIFACTS_DIR / "a.txt").write_text("artifact")
+    before = _snapshot(storage, tmp_path.parent / "x")
+    reserved = [layout.MLFLOW_DB, layout.MLARTIFACTS_DIR, "MLflow.db", f"{layout.MLFLOW_DB}-wal"]
+    not_plain = ["../../x", str(tmp_path / "abs"), "", ".", "..", "a/b", "a\\b", "a b", "x\n"]
+    for name in reserved + not_plain:
+        with pytest.raises(UsageError) as info:
+            check_name(name)
+        assert "--name" in str(info.value) and "\n" not in str(info.value), name
+        for dry in (("--dry-run",), ()):  # the same line from the dry run and the run
+            assert run(space, "--storage", storage, "--name", name, *dry) == 2, name
+            out, err = capsys.readouterr()
+            assert out == "" and _one_line(err) == f"error: {info.value}", name
+    assert "reserved" in str(pytest.raises(UsageError, check_name, layout.MLFLOW_DB).value)
+    assert check_name("table1_augmentation-smoke.v2") == "table1_augmentation-smoke.v2"
+    proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--storage", str(storage),
+                           "--name", layout.MLARTIFACTS_DIR], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--name 'mlartifacts'" in _one_line(proc.stderr)
+    assert _snapshot(storage, tmp_path.parent / "x") == before
+
+
+def test_a_storage_or_reports_dir_that_cannot_take_the_search_is_refused_before_it_starts(
+        tmp_path: Path, write_space, capsys, subprocess_env) -> None:
+    space = write_space(tmp_path, "where", {"lr": {"grid": [0.01]}})
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    reports = tmp_path / "reports"
+    (reports / "where.md").mkdir(parents=True)  # where the report would go
+    storage = tmp_path / "runs"
+    before = _snapshot(tmp_path)
+    cases = {  # argv -> what the line says
+        ("--storage", a_file): f"--storage {a_file}: an existing file, not a folder",
+        ("--storage", a_file / "sub"): f"{a_file} is a file, so no folder can be made under it",
+        ("--storage", "ftp://host/runs"): "unsupported URI scheme 'ftp://'",
+        ("--storage", storage, "--reports-dir", a_file): f"--reports-dir {a_file}: an existing file",
+        ("--storage", storage, "--reports-dir", a_file / "r"): f"{a_file} is a file, so no folder",
+        ("--storage", storage, "--reports-dir", reports): f"{reports / 'where.md'} is a folder",
+    }
+    for argv, words in cases.items():
+        for dry in (("--dry-run",), ()):
+            assert run(space, *argv, "--data-dir", tmp_path / "nodata", *dry) == 2, argv
+            out, err = capsys.readouterr()
+            assert out == "" and words in _one_line(err), (argv, err)
+    if os.geteuid() != 0:  # root writes anywhere: the permission case only means something as a user
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert run(space, "--storage", storage, "--reports-dir", locked / "r", "--dry-run") == 2
+        assert "not writable" in _one_line(capsys.readouterr().err)
+        locked.rmdir()
+    proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--storage", str(a_file)],
+                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert _one_line(proc.stderr) == f"error: {cases[('--storage', a_file)]}; pass a folder"
+    assert _snapshot(tmp_path) == before

@@ -335,3 +335,109 @@ def test_a_killed_search_resumes_without_losing_or_repeating_trials(
         assert [r["epoch"] for r in reported[trial_id]] == [1, 2]
     check_rows_against_tune(df, run_dir, 2, tune_record)
     check_mlflow(f"sqlite:///{storage / 'mlflow.db'}", df, run_dir)
+
+
+# -- one search per name; honest exits on SIGINT / SIGTERM and when every trial errors ------------
+
+
+def start_driver(argv: list[Any], ray_address: str, env: dict[str, str], log: Path,
+                 faults: str = "sleep_per_epoch=1.5") -> subprocess.Popen:
+    """A real driver subprocess joining the test Ray (tests/search/faulty_driver.py), output in `log`."""
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "search" / "faulty_driver.py"), faults,
+         *map(str, argv), "--address", ray_address],
+        cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def wait_running(driver: subprocess.Popen, run_dir: Path, record, timeout: float = 240) -> None:
+    """Until the driver holds the lock and Tune has a trial running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and driver.poll() is None:
+        if (run_dir / layout.LOCK_FILE).exists() and "RUNNING" in record.states(run_dir).values():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the driver did not get to a running trial (exit {driver.poll()})")
+
+
+def interrupted_then_resumed(sig: int, name: str, storage: Path, mnist_dir: Path, tmp_path: Path,
+                             write_space, ray_address: str, subprocess_env, tune_record,
+                             while_running=None) -> None:
+    space = write_space(tmp_path, name, {"lr": {"grid": [0.01, 0.005]}}, {"algorithm": "grid"})
+    run_dir = storage / name
+    argv = [space, "--storage", storage, "--data-dir", mnist_dir, "--reports-dir", tmp_path / "reports"]
+    log = tmp_path / "driver.log"
+    # epochs slow enough that the signal lands while trials run, not after they ended
+    driver = start_driver(argv, ray_address, subprocess_env(), log, faults="sleep_per_epoch=5")
+    try:
+        wait_running(driver, run_dir, tune_record)
+        if while_running:
+            while_running(argv, run_dir, driver)
+        driver.send_signal(sig)
+        code = driver.wait(timeout=180)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    out = log.read_text()
+    assert code == 128 + sig, out[-3000:]
+    assert "interrupted; continue with --resume" in out.splitlines()
+    assert f"search {name} finished" not in out
+    assert not (run_dir / layout.LOCK_FILE).exists()  # released on the way out
+    df = results.read_results(run_dir)  # what existed, written
+    assert set(df["status"]) <= {"completed", "stopped"} and (df["status"] == "stopped").any()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
+    info = layout.read_experiment(run_dir)
+    assert info["finished"] is None
+    assert client.get_run(info["mlflow_parent_run_id"]).info.status == "KILLED"
+    for run_id in df.loc[df["status"] == "stopped", "mlflow_run_id"]:
+        assert client.get_run(run_id).info.status == "KILLED"
+
+    assert run(*argv, "--resume") == 0
+    df = results.read_results(run_dir)
+    assert len(df) == 2 and (df["status"] == "completed").all()
+    assert sorted(df["lr"]) == pytest.approx([0.005, 0.01])
+    assert client.get_run(layout.read_experiment(run_dir)["mlflow_parent_run_id"]).info.status == "FINISHED"
+    check_rows_against_tune(df, run_dir, 2, tune_record)
+
+
+def test_a_second_search_of_the_same_name_is_refused_and_sigint_exits_130(
+        ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
+        subprocess_env, tune_record) -> None:
+    def second_search(argv: list[Any], run_dir: Path, first: subprocess.Popen) -> None:
+        held = (run_dir / layout.LOCK_FILE).read_bytes()
+        for extra in ([], ["--resume"]):
+            second = subprocess.run(
+                [sys.executable, "-m", "search.run", *map(str, argv), *extra, "--address", ray_address],
+                cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=180)
+            assert second.returncode == 2, second.stderr[-3000:]
+            err = second.stderr.strip().splitlines()
+            assert len(err) == 1 and f"pid {first.pid}" in err[0] and "running search" in err[0], err
+            assert json.loads(held)["since"] in err[0]
+        assert (run_dir / layout.LOCK_FILE).read_bytes() == held
+        assert first.poll() is None
+
+    interrupted_then_resumed(signal.SIGINT, "sigint", storage, mnist_dir, tmp_path, write_space,
+                             ray_address, subprocess_env, tune_record, second_search)
+
+
+def test_sigterm_exits_143_and_the_search_resumes(
+        ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
+        subprocess_env, tune_record) -> None:
+    interrupted_then_resumed(signal.SIGTERM, "sigterm", storage, mnist_dir, tmp_path, write_space,
+                             ray_address, subprocess_env, tune_record)
+
+
+def test_a_search_whose_trials_all_errored_exits_1_with_its_results(
+        ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space, capsys) -> None:
+    space = write_space(tmp_path, "allerrored", {"lr": {"grid": [0.01, 0.005]}}, {"algorithm": "grid"},
+                        max_failures=0)
+    code = run(space, "--storage", storage, "--data-dir", mnist_dir, "--reports-dir",
+               tmp_path / "reports", faults="raise_at_epoch=1")
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 1
+    assert len(err) == 1 and "all 2 trials errored" in err[0] and "injected fault" in err[0]
+    df = results.read_results(storage / "allerrored")
+    assert list(df["status"]) == ["errored", "errored"]
+    assert not (storage / "allerrored" / layout.LOCK_FILE).exists()

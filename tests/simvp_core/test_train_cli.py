@@ -84,3 +84,43 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, mnist_dir):
     proc = run(*TINY, "--epochs", "1", "--out", str(tmp_path / "x"), "--data-dir", str(mnist_dir),
                "--resume", check_rc=2)
     assert "no checkpoint" in proc.stderr
+
+
+def test_resume_from_a_checkpoint_that_does_not_fit_exits_2_in_one_line_and_keeps_it(tmp_path, mnist_dir):
+    from simvp_core.config import TrainConfig
+    from simvp_core.data import load_mnist
+    from simvp_core.trainer import Trainer
+
+    def tiny(**changes):
+        cfg = dict(preset="simvpv2", c_s=4, c_t=8, n_t=2, train_size=16, val_size=8, test_size=8,
+                   batch_size=8, eval_batch_size=8, epochs=1, device="cpu")
+        return Trainer(TrainConfig(**{**cfg, **changes}), load_mnist("train", mnist_dir)[:500],
+                       load_mnist("test", mnist_dir)[:100])
+
+    good = tmp_path / "good.pt"
+    tiny().save_checkpoint(good)
+    cases = {  # out folder -> (what its checkpoint.pt holds, what the line says)
+        "truncated": (good.read_bytes()[:4000], "not a readable checkpoint (truncated or corrupt"),
+        "garbage": (b"\x00\xffgarbage" * 300, "not a torch checkpoint file"),
+        "foreign": ({"a": 1}, "not a checkpoint of this trainer"),
+        "config": (tiny(c_s=6).state_dict(), "written for a different config: c_s 6 (now 4)"),
+    }
+    for name, (content, _) in cases.items():
+        (tmp_path / name).mkdir()
+        ckpt = tmp_path / name / "checkpoint.pt"
+        if isinstance(content, bytes):
+            ckpt.write_bytes(content)
+        else:
+            torch.save(content, ckpt)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    procs = {name: subprocess.Popen(
+        [sys.executable, "-m", "simvp_core.train", *TINY, "--epochs", "1", "--out", str(tmp_path / name),
+         "--data-dir", str(mnist_dir), "--resume"], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for name in cases}
+    for name, (_, words) in cases.items():
+        _, err = procs[name].communicate(timeout=300)
+        assert procs[name].returncode == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and len(lines[0]) <= 300, err
+        assert lines[0].startswith(f"error: {tmp_path / name / 'checkpoint.pt'}: ") and words in lines[0]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -114,3 +114,42 @@ def test_predict_returns_inputs_targets_and_predictions(digits):
     inputs, targets, preds = make(digits).predict(3)
     assert inputs.shape == targets.shape == preds.shape == (3, 10, 1, 64, 64)
     assert inputs.device.type == "cpu" and preds.dtype == torch.float32
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line_naming_it(digits, tmp_path):
+    from simvp_core.trainer import CheckpointError
+
+    trainer = make(digits)
+    trainer.train_epoch()
+    good = tmp_path / "good.pt"
+    trainer.save_checkpoint(good)
+    state = torch.load(good, weights_only=True)
+    other = make(digits, c_s=6)
+    files = {  # name -> (bytes or an object to torch.save, what the line says)
+        "truncated.pt": (good.read_bytes()[:len(good.read_bytes()) // 2], "truncated or corrupt"),
+        "garbage.pt": (b"\x80\x04garbage" * 100, "not a torch checkpoint file"),
+        "empty.pt": (b"", "truncated or corrupt"),
+        "foreign.pt": ({"a": 1}, "not a checkpoint of this trainer"),
+        "tensor.pt": (torch.zeros(3), "not a checkpoint of this trainer"),
+        "version.pt": ({**state, "version": 99}, "format version 99"),
+        "config.pt": (other.state_dict(), "written for a different config: c_s 6 (now 4)"),
+        "model.pt": ({**state, "model": other.model.state_dict()}, "written for a different model"),
+    }
+    for name, (content, _) in files.items():
+        if isinstance(content, bytes):
+            (tmp_path / name).write_bytes(content)
+        else:
+            torch.save(content, tmp_path / name)
+    before = {name: (tmp_path / name).read_bytes() for name in files}
+    fresh = make(digits)
+    weights = {k: v.clone() for k, v in fresh.model.state_dict().items()}
+    for name, (_, words) in files.items():
+        with pytest.raises(CheckpointError) as info:
+            fresh.load_checkpoint(tmp_path / name)
+        message = str(info.value)
+        assert message.startswith(f"{tmp_path / name}: ") and words in message, message
+        assert "\n" not in message and len(message) <= 300, message
+        assert isinstance(info.value, ValueError)  # the CLI's exit code 2
+    assert fresh.epoch == 0 and fresh.history == []  # nothing restored from any of them
+    assert all(torch.equal(v, weights[k]) for k, v in fresh.model.state_dict().items())
+    assert {name: (tmp_path / name).read_bytes() for name in files} == before
