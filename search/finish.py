@@ -33,12 +33,13 @@ def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], sta
     df = results.read_results(plan.run_dir)
     seconds = time.time() - start
     sets = sorted({s for s in df["test_set"] if s})
-    info.update(finished=None if interrupted or resume.unfinished(trials) else layout.timestamp(), wall_seconds=info["wall_seconds"] + seconds,
-                test_set="; ".join(sets), mlflow_parent_run_id=tracker.parent_run_id)
+    unfinished = resume.unfinished(trials)
+    info.update(finished=None if interrupted or unfinished else layout.timestamp(),
+                wall_seconds=info["wall_seconds"] + seconds, test_set="; ".join(sets),
+                mlflow_parent_run_id=tracker.parent_run_id)
     layout.write_experiment(plan.run_dir, info)
     top = layout.best(df, spec.metric, spec.mode)
     counts = df["status"].value_counts()
-    unfinished = resume.unfinished(trials)
     all_errored = len(df) > 0 and int(counts.get("errored", 0)) == len(df)
     status = ("KILLED" if interrupted or unfinished else "FAILED" if all_errored else "FINISHED")
     tracker.finish_search({**{f"trials_{s}": float(counts.get(s, 0)) for s in layout.STATUSES},
