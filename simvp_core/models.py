@@ -2,7 +2,8 @@
 
 Frames are encoded one by one, the translator mixes the T latent frames stacked on the channel
 axis, and the decoder maps each latent frame back to an image. Translators: `gsta` (SimVPv2),
-`poolformer` (the paper's notebook variant), `incepu` (SimVP v1's Inception U-Net) and `tau`.
+`poolformer` (the paper's notebook variant), `poolformer-openstl` (OpenSTL's), `incepu` (SimVP v1's
+Inception U-Net) and `tau` (initialised as OpenSTL does).
 ModelConfig and the presets live in simvp_core.presets (no torch), re-exported here.
 """
 
@@ -19,6 +20,7 @@ from simvp_core.presets import (ACTIVATIONS, MODEL_FIELDS, PRESET_NAMES, PRESETS
                                 check_choice, resolve_model_config)
 
 LAYER_SCALE_INIT = 1e-2
+OPENSTL_POOLFORMER_LAYER_SCALE_INIT = 1e-5
 INCEPTION_KERNELS = (3, 5, 7, 11)
 INCEPTION_GROUPS = 8
 
@@ -183,6 +185,22 @@ class MixMlp(nn.Module):
         return self.fc2(self.act(self.dwconv(self.fc1(x))))
 
 
+class PlainMlp(nn.Module):
+    """OpenSTL PoolFormer's MLP: 1x1 conv to the hidden width -> act -> 1x1 conv back, trunc-normal 0.02."""
+
+    def __init__(self, dim: int, hidden: int, act: str) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.act = make_act(act)
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+        for conv in (self.fc1, self.fc2):
+            nn.init.trunc_normal_(conv.weight, std=0.02)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
 def _init_metaformer(m: nn.Module) -> None:
     """Convs normal(0, sqrt(2 / fan_out)) with fan_out = k*k*out/groups, linears trunc-normal 0.02."""
     if isinstance(m, nn.Conv2d):
@@ -193,21 +211,36 @@ def _init_metaformer(m: nn.Module) -> None:
         nn.init.trunc_normal_(m.weight, std=0.02)
 
 
+# Children of a MetaBlock that keep their own initialisation instead of the MetaFormer one, as in
+# OpenSTL: TAU's attention is swapped in after the init ran (PyTorch's default init stays), and
+# OpenSTL's PoolFormer MLP initialises itself (trunc-normal 0.02).
+OWN_INIT = {"tau": ("mixer",), "poolformer-openstl": ("mlp",)}
+
+
 class MetaBlock(nn.Module):
-    """x + DropPath(ls1 * mixer(BN(x))), x + DropPath(ls2 * MixMlp(BN(x))), then a 1x1 conv if the width changes."""
+    """x + DropPath(ls1 * mixer(norm(x))), x + DropPath(ls2 * mlp(norm(x))), then a 1x1 conv if the width changes.
+
+    BatchNorm, MixMlp and layer scale 1e-2; OpenSTL's PoolFormer: GroupNorm(1), PlainMlp and 1e-5.
+    """
 
     def __init__(self, translator: str, dim: int, c_out: int, mlp_ratio: float, drop_path: float, act: str) -> None:
         super().__init__()
         mixers = {"gsta": lambda: GatedAttention(dim, act), "tau": lambda: TemporalAttention(dim, act),
-                  "poolformer": PoolMixer}
-        self.norm1 = nn.BatchNorm2d(dim)
+                  "poolformer": PoolMixer, "poolformer-openstl": PoolMixer}
+        openstl_pool = translator == "poolformer-openstl"
+        norm = (lambda: nn.GroupNorm(1, dim)) if openstl_pool else (lambda: nn.BatchNorm2d(dim))
+        mlp = PlainMlp if openstl_pool else MixMlp
+        scale = OPENSTL_POOLFORMER_LAYER_SCALE_INIT if openstl_pool else LAYER_SCALE_INIT
+        self.norm1 = norm()
         self.mixer = mixers[translator]()
-        self.ls1 = nn.Parameter(torch.full((dim, 1, 1), LAYER_SCALE_INIT))
-        self.norm2 = nn.BatchNorm2d(dim)
-        self.mlp = MixMlp(dim, int(dim * mlp_ratio), act)
-        self.ls2 = nn.Parameter(torch.full((dim, 1, 1), LAYER_SCALE_INIT))
+        self.ls1 = nn.Parameter(torch.full((dim, 1, 1), scale))
+        self.norm2 = norm()
+        self.mlp = mlp(dim, int(dim * mlp_ratio), act)
+        self.ls2 = nn.Parameter(torch.full((dim, 1, 1), scale))
         self.drop_path = DropPath(drop_path)
-        self.apply(_init_metaformer)
+        for name, child in self.named_children():
+            if name not in OWN_INIT.get(translator, ()):
+                child.apply(_init_metaformer)
         # created after the init above: the width change keeps PyTorch's default init, as in SimVPv2
         self.resize = nn.Conv2d(dim, c_out, 1) if c_out != dim else nn.Identity()
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-TRANSLATORS = ("gsta", "incepu", "poolformer", "tau")
+TRANSLATORS = ("gsta", "incepu", "poolformer", "poolformer-openstl", "tau")
 ACTIVATIONS = ("gelu", "starrelu")
 
 
@@ -73,9 +73,11 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
-# Paper Table 5 (N_s = N_t = 4, C_s = 32, C_t = 256; "-L" doubles N_t, C_s and C_t).
+# Paper Table 5 (N_s = N_t = 4, C_s = 32, C_t = 256; "-L" doubles N_t, C_s and C_t), and OpenSTL's
+# PoolFormer beside the paper's, so that both published PoolFormer rows can be reproduced.
 PRESETS: dict[str, ModelConfig] = {
     "poolformer": ModelConfig("poolformer", n_s=4, n_t=4, c_s=32, c_t=256),
+    "poolformer-openstl": ModelConfig("poolformer-openstl", n_s=4, n_t=4, c_s=32, c_t=256),
     "incepu": ModelConfig("incepu", n_s=4, n_t=4, c_s=32, c_t=256),
     "simvpv2": ModelConfig("gsta", n_s=4, n_t=4, c_s=32, c_t=256),
     "simvpv2-l": ModelConfig("gsta", n_s=4, n_t=8, c_s=64, c_t=512),

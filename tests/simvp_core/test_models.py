@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -24,9 +26,13 @@ def meta_params(preset: str, **overrides) -> int:
     ("incepu", {}, 7.410, 3),
     ("simvpv2-l", {}, 46.770, 3),
     ("poolformer", {}, 5.2, 1),
+    ("poolformer", {}, 5.173, 3),
+    ("poolformer-openstl", {}, 5.086, 3),
+    ("tau", {}, 6.191, 3),
     ("simvpv2", {"translator": "incepu", **OPENSTL_SIZE}, 57.946, 3),
     ("simvpv2", {"translator": "gsta", **OPENSTL_SIZE}, 46.770, 3),
     ("simvpv2", {"translator": "tau", **OPENSTL_SIZE}, 44.656, 3),
+    ("simvpv2", {"translator": "poolformer-openstl", **OPENSTL_SIZE}, 37.115, 3),
 ])
 def test_parameter_counts_match_the_reference(preset, overrides, millions, decimals):
     assert round(meta_params(preset, **overrides) / 1e6, decimals) == millions
@@ -41,7 +47,7 @@ def test_simvpv2_splits_into_encoder_translator_decoder_as_the_reference():
 
 def test_starrelu_adds_two_scalars_per_activation():
     # each MetaFormer block has two activations (attention and MLP); the pooling mixer has none
-    for preset, per_block in (("simvpv2", 2), ("poolformer", 1)):
+    for preset, per_block in (("simvpv2", 2), ("poolformer", 1), ("poolformer-openstl", 1)):
         extra = meta_params(preset, act="starrelu") - meta_params(preset, act="gelu")
         assert extra == 2 * per_block * PRESETS[preset].n_t
 
@@ -105,6 +111,49 @@ def test_metaformer_blocks_follow_the_reference_widths_rates_and_layer_scale():
     assert [round(b.drop_path.p, 4) for b in blocks] == [0.01, 0.0733, 0.1367, 0.2]
     assert all(torch.all(b.ls1 == 1e-2) and torch.all(b.ls2 == 1e-2) for b in blocks)
     assert isinstance(blocks[0].norm1, torch.nn.BatchNorm2d)
+
+
+def default_bound(m: torch.nn.Module) -> float:
+    """PyTorch's default init of a conv or linear: weight and bias uniform in +-1/sqrt(fan_in)."""
+    return 1.0 / math.sqrt(m.weight[0].numel())
+
+
+def test_tau_attention_keeps_pytorchs_default_init_as_in_openstl_and_its_mlp_the_metaformer_init():
+    torch.manual_seed(0)
+    block = build_model("tau").translator.blocks[1]  # 256 channels
+    layers = [m for m in block.mixer.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 7  # proj_in, the large kernel's 3 convs, 2 gate linears, proj_out
+    for m in layers:
+        bound = default_bound(m)
+        assert m.weight.abs().max() <= bound
+        assert m.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+        if m.bias is not None:
+            assert m.bias.abs().max() <= bound and m.bias.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.3)
+    gate_stds = [round(m.weight.std().item(), 3) for m in block.mixer.gate if isinstance(m, torch.nn.Linear)]
+    assert gate_stds == pytest.approx([0.036, 0.144], abs=0.002)  # not the MetaFormer init's 0.02
+    fc1 = block.mlp.fc1  # normal(0, sqrt(2 / fan_out)), zero bias
+    assert fc1.weight.std().item() == pytest.approx(math.sqrt(2 / fc1.out_channels), rel=0.05)
+    assert torch.all(fc1.bias == 0)
+
+
+def test_gsta_attention_keeps_the_metaformer_init():
+    torch.manual_seed(0)
+    proj_in = build_model("simvpv2").translator.blocks[1].mixer.proj_in
+    assert proj_in.weight.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.05)  # 2.4x the default's
+    assert torch.all(proj_in.bias == 0)
+
+
+def test_openstl_poolformer_has_groupnorm_a_plain_mlp_and_layer_scale_1e_5():
+    torch.manual_seed(0)
+    paper, openstl = (build_model(p).translator.blocks[0] for p in ("poolformer", "poolformer-openstl"))
+    assert isinstance(paper.norm1, torch.nn.BatchNorm2d) and hasattr(paper.mlp, "dwconv")
+    assert torch.all(paper.ls1 == 1e-2)
+    assert isinstance(openstl.norm1, torch.nn.GroupNorm) and openstl.norm1.num_groups == 1
+    assert isinstance(openstl.norm2, torch.nn.GroupNorm) and not hasattr(openstl.mlp, "dwconv")
+    assert torch.all(openstl.ls1 == 1e-5) and torch.all(openstl.ls2 == 1e-5)
+    for conv in (openstl.mlp.fc1, openstl.mlp.fc2):  # trunc-normal 0.02, zero bias
+        assert conv.weight.std().item() == pytest.approx(0.02, rel=0.05) and torch.all(conv.bias == 0)
+    assert openstl.resize.weight.abs().max() <= default_bound(openstl.resize)  # PyTorch's default init
 
 
 def test_encoder_convs_use_truncated_normal_002():

@@ -1,0 +1,322 @@
+"""`python -m simvp_core.convert from-openstl CKPT OUT` / `to-openstl CKPT OUT`: OpenSTL checkpoints.
+
+State dicts are mapped by name, one rule per module, between our `encoder` / `translator` / `decoder`
+and OpenSTL's `enc` / `hid` / `dec`; layer scales change shape, OpenSTL's (C,) against our
+(C, 1, 1). The architecture of an OpenSTL checkpoint is read off its names and shapes. Our model
+file holds {"format", "preset", "overrides", "model"}: what `build_model(preset, **overrides)`
+needs, loaded with `weights_only=True`. Exit codes: 0 done, 2 bad input (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from simvp_core.atomic import atomic_file
+from simvp_core.models import SimVP, build_model
+from simvp_core.presets import MODEL_FIELDS, PRESETS, ModelConfig
+
+FORMAT = "simvp-model/1"
+LIGHTNING_PREFIX = "model."
+EXIT_BAD_INPUT = 2
+
+# (our name, OpenSTL's name); {i} and {j} are block indices; a name ending in "." is a prefix whose
+# rest (weight, bias, running_mean, ...) is kept as it is
+RULES: tuple[tuple[str, str], ...] = (
+    ("encoder.blocks.{i}.conv.", "enc.enc.{i}.conv.conv."),
+    ("encoder.blocks.{i}.norm.", "enc.enc.{i}.conv.norm."),
+    ("decoder.blocks.{i}.conv.", "dec.dec.{i}.conv.conv."),
+    ("decoder.blocks.{i}.norm.", "dec.dec.{i}.conv.norm."),
+    ("decoder.readout.", "dec.readout."),
+    # MetaFormer translators: gsta, tau, poolformer(-openstl)
+    ("translator.blocks.{i}.ls1", "hid.enc.{i}.block.layer_scale_1"),
+    ("translator.blocks.{i}.ls2", "hid.enc.{i}.block.layer_scale_2"),
+    ("translator.blocks.{i}.norm1.", "hid.enc.{i}.block.norm1."),
+    ("translator.blocks.{i}.norm2.", "hid.enc.{i}.block.norm2."),
+    ("translator.blocks.{i}.mixer.proj_in.", "hid.enc.{i}.block.attn.proj_1."),
+    ("translator.blocks.{i}.mixer.large_kernel.0.", "hid.enc.{i}.block.attn.spatial_gating_unit.conv0."),
+    ("translator.blocks.{i}.mixer.large_kernel.1.", "hid.enc.{i}.block.attn.spatial_gating_unit.conv_spatial."),
+    ("translator.blocks.{i}.mixer.large_kernel.2.", "hid.enc.{i}.block.attn.spatial_gating_unit.conv1."),
+    ("translator.blocks.{i}.mixer.gate.0.", "hid.enc.{i}.block.attn.spatial_gating_unit.fc.0."),
+    ("translator.blocks.{i}.mixer.gate.2.", "hid.enc.{i}.block.attn.spatial_gating_unit.fc.2."),
+    ("translator.blocks.{i}.mixer.proj_out.", "hid.enc.{i}.block.attn.proj_2."),
+    ("translator.blocks.{i}.mlp.fc1.", "hid.enc.{i}.block.mlp.fc1."),
+    ("translator.blocks.{i}.mlp.dwconv.", "hid.enc.{i}.block.mlp.dwconv.dwconv."),
+    ("translator.blocks.{i}.mlp.fc2.", "hid.enc.{i}.block.mlp.fc2."),
+    ("translator.blocks.{i}.resize.", "hid.enc.{i}.reduction."),
+    # Inception U-Net: incepu
+    ("translator.down.{i}.reduce.", "hid.enc.{i}.conv1."),
+    ("translator.down.{i}.branches.{j}.0.", "hid.enc.{i}.layers.{j}.conv."),
+    ("translator.down.{i}.branches.{j}.1.", "hid.enc.{i}.layers.{j}.norm."),
+    ("translator.up.{i}.reduce.", "hid.dec.{i}.conv1."),
+    ("translator.up.{i}.branches.{j}.0.", "hid.dec.{i}.layers.{j}.conv."),
+    ("translator.up.{i}.branches.{j}.1.", "hid.dec.{i}.layers.{j}.norm."),
+)
+OURS, OPENSTL = "ours", "openstl"
+# OpenSTL's SimVP_Model(model_type=...) for each translator it has
+OPENSTL_MODEL_TYPES = {"gsta": "gSTA", "incepu": "IncepU", "tau": "tau", "poolformer-openstl": "poolformer"}
+
+
+class ConvertError(ValueError):
+    """A checkpoint that cannot be converted or loaded, in one line naming what is wrong."""
+
+
+def _pattern(template: str) -> re.Pattern:
+    body = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{j\}", r"(?P<j>\d+)")
+    return re.compile("^" + body + ("(?P<rest>.+)$" if template.endswith(".") else "$"))
+
+
+_COMPILED = {OURS: [(_pattern(o), t) for o, t in RULES], OPENSTL: [(_pattern(t), o) for o, t in RULES]}
+
+
+def rename(name: str, source: str) -> str | None:
+    """The other side's name for a key named in `source` (OURS or OPENSTL); None if no rule maps it."""
+    for pattern, target in _COMPILED[source]:
+        match = pattern.match(name)
+        if match:
+            groups = match.groupdict()
+            return target.format(i=groups.get("i"), j=groups.get("j")) + (groups.get("rest") or "")
+    return None
+
+
+def _names(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def convert_state(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """A state dict renamed from `source` to the other side, layer scales reshaped; ConvertError
+    naming the keys no rule maps."""
+    unknown = [k for k in state if rename(k, source) is None]
+    if unknown:
+        hint = "; StarReLU's scalars have no OpenSTL counterpart (it uses GELU)" if any(
+            ".act." in k for k in unknown) else ""
+        other = "OpenSTL" if source == OURS else "SimVP"
+        raise ConvertError(f"{len(unknown)} key(s) with no {other} name: {_names(unknown)}{hint}")
+    out = {}
+    for key, value in state.items():
+        name = rename(key, source)
+        if name.endswith((".ls1", ".ls2")):
+            value = value.reshape(-1, 1, 1)
+        elif name.endswith(("layer_scale_1", "layer_scale_2")):
+            value = value.reshape(-1)
+        out[name] = value
+    return out
+
+
+# -- the architecture of a state dict (our names) -----------------------------------------------
+
+def _count(state: dict, prefix: str) -> int:
+    found = {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    return len(found)
+
+
+def _shape(state: dict, key: str) -> tuple[int, ...]:
+    if key not in state:
+        raise ConvertError(f"cannot tell the architecture: no key {key!r}; expected a SimVP state dict "
+                           f"(gSTA, IncepU, TAU or PoolFormer)")
+    return tuple(state[key].shape)
+
+
+def _translator(state: dict) -> str:
+    keys = " ".join(state)
+    if "translator.down." in keys:
+        return "incepu"
+    if ".mixer.gate." in keys:
+        return "tau"
+    if ".mixer.large_kernel." in keys:
+        return "gsta"
+    if ".mlp.dwconv." in keys:
+        return "poolformer"
+    return "poolformer-openstl"
+
+
+def infer_config(state: dict[str, Tensor], frame_size: tuple[int, int] = (64, 64)) -> ModelConfig:
+    """The ModelConfig a state dict (our names) was built with, from its names and shapes.
+
+    Frame height and width leave no trace in the weights: `frame_size` gives them.
+    """
+    c_s, c_in = _shape(state, "encoder.blocks.0.conv.weight")[:2]
+    translator = _translator(state)
+    if translator == "incepu":
+        n_t = _count(state, "translator.down.")
+        width = _shape(state, "translator.down.0.reduce.weight")[1]
+        c_t = _shape(state, "translator.down.0.branches.0.0.weight")[0]
+        mlp_ratio = PRESETS["incepu"].mlp_ratio
+    else:
+        n_t = _count(state, "translator.blocks.")
+        width = _shape(state, "translator.blocks.0.norm1.weight")[0]
+        c_t = _shape(state, "translator.blocks.1.norm1.weight")[0] if n_t > 1 else PRESETS["simvpv2"].c_t
+        mlp_ratio = _shape(state, "translator.blocks.0.mlp.fc1.weight")[0] / width
+    if width % c_s:
+        raise ConvertError(f"translator width {width} is not a multiple of the encoder's {c_s} channels; "
+                           f"expected T * c_s: not a SimVP state dict")
+    act = "starrelu" if any(k.endswith(".act.scale") for k in state) else "gelu"
+    return ModelConfig(translator, n_s=_count(state, "encoder.blocks."), n_t=n_t, c_s=c_s, c_t=c_t,
+                       act=act, mlp_ratio=float(mlp_ratio), in_shape=(width // c_s, c_in, *frame_size))
+
+
+def preset_for(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
+    """The preset with cfg's translator nearest to cfg (all fields equal if one is), and the overrides."""
+    candidates = [name for name, p in PRESETS.items() if p.translator == cfg.translator]
+    name = next((n for n in candidates if PRESETS[n] == cfg), candidates[0])
+    preset, wanted = dataclasses.asdict(PRESETS[name]), dataclasses.asdict(cfg)
+    return name, {k: wanted[k] for k in MODEL_FIELDS if wanted[k] != preset[k]}
+
+
+def check_fits(model: nn.Module, state: dict[str, Tensor], source: str = OURS) -> None:
+    """ConvertError naming the keys of `state` (our names) missing, unknown to the model or misshapen,
+    each named as `source` names it."""
+    cfg = model.cfg
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    shown = (lambda k: k) if source == OURS else (lambda k: rename(k, OURS) or k)
+    missing = [shown(k) for k in expected if k not in state]
+    unexpected = [shown(k) for k in state if k not in expected]
+    wrong = [f"{shown(k)} {list(state[k].shape)} (expected {list(expected[k])})" for k in state
+             if k in expected and tuple(state[k].shape) != expected[k]]
+    problems = [f"{what}: {_names(keys, 2)}" for what, keys in
+                (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+    if problems:
+        raise ConvertError(f"does not fit {cfg.translator} n_s={cfg.n_s} n_t={cfg.n_t} c_s={cfg.c_s} "
+                           f"c_t={cfg.c_t}: " + "; ".join(problems))
+
+
+# -- files --------------------------------------------------------------------------------------
+
+def _load(path: str | Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConvertError(f"{path}: no such file") from None
+    except Exception as e:  # torch.load raises many kinds (UnpicklingError, RuntimeError, EOFError...)
+        if "Unsupported global" in str(e):
+            raise ConvertError(f"{path}: holds objects beyond tensors, which weights_only=True refuses; save "
+                               f"its state_dict alone with torch.save and convert that") from None
+        raise ConvertError(f"{path}: not a readable torch checkpoint (truncated, corrupt, or not written by "
+                           f"torch.save: {type(e).__name__})") from None
+
+
+def save_model_file(path: str | Path, preset: str, overrides: dict[str, Any], state: dict[str, Tensor]) -> None:
+    """Our model file, written atomically: format, preset, overrides (plain values), state dict."""
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as f:
+        torch.save({"format": FORMAT, "preset": preset, "overrides": plain, "model": state}, f)
+
+
+def load_model(path: str | Path) -> tuple[SimVP, str, dict[str, Any]]:
+    """(model with the weights loaded, preset, overrides) of our model file or a trainer checkpoint."""
+    obj = _load(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        preset, overrides, state = obj["preset"], dict(obj["overrides"]), obj["model"]
+    elif isinstance(obj, dict) and {"config", "model", "version"} <= obj.keys():
+        from simvp_core.config import TrainConfig  # a trainer checkpoint: its config names the model
+
+        try:
+            cfg = TrainConfig.from_dict(obj["config"])
+        except ValueError as e:
+            raise ConvertError(f"{path}: {e}") from None
+        preset, overrides, state = cfg.preset, cfg.model_overrides(), obj["model"]
+    elif isinstance(obj, dict) and any(k.startswith("hid.") for k in _openstl_state(obj)):
+        raise ConvertError(f"{path}: an OpenSTL checkpoint; convert it first: python -m simvp_core.convert "
+                           f"from-openstl {path} OUT")
+    else:
+        raise ConvertError(f"{path}: not a SimVP model file or trainer checkpoint (expected the keys "
+                           f"format, preset, overrides, model; or a checkpoint.pt of simvp_core.train)")
+    try:
+        model = build_model(preset, **overrides)
+        check_fits(model, state)
+    except ValueError as e:
+        raise ConvertError(f"{path}: {e}") from None
+    model.load_state_dict(state)
+    return model, preset, overrides
+
+
+def _openstl_state(obj: dict) -> dict:
+    """The state dict of an OpenSTL file: Lightning's `state_dict` or the bare dict, `model.` dropped."""
+    state = obj.get("state_dict", obj)
+    if not isinstance(state, dict):
+        return {}
+    return {k.removeprefix(LIGHTNING_PREFIX): v for k, v in state.items() if isinstance(v, Tensor)}
+
+
+def from_openstl(src: str | Path, out: str | Path, frame_size: tuple[int, int] = (64, 64)) -> tuple[str, dict]:
+    """Convert an OpenSTL checkpoint into our model file; returns (preset, overrides)."""
+    obj = _load(src)
+    state = _openstl_state(obj) if isinstance(obj, dict) else {}
+    if not state:
+        raise ConvertError(f"{src}: no tensors found (expected an OpenSTL checkpoint: a state dict, or "
+                           f"Lightning's with 'state_dict')")
+    try:
+        ours = convert_state(state, OPENSTL)
+        cfg = infer_config(ours, frame_size)
+        check_fits(SimVP(cfg), ours, source=OPENSTL)
+    except ValueError as e:  # ConvertError included
+        raise ConvertError(f"{src}: {e}") from None
+    preset, overrides = preset_for(cfg)
+    save_model_file(out, preset, overrides, ours)
+    return preset, overrides
+
+
+def to_openstl(src: str | Path, out: str | Path) -> str:
+    """Convert our model file or trainer checkpoint to OpenSTL's Lightning layout; returns its model_type."""
+    model, preset, _ = load_model(src)
+    cfg = model.cfg
+    if cfg.translator not in OPENSTL_MODEL_TYPES:
+        raise ConvertError(f"{src}: translator {cfg.translator} (preset {preset}) has no OpenSTL counterpart; "
+                           f"OpenSTL has {', '.join(OPENSTL_MODEL_TYPES)} (the paper's poolformer: "
+                           f"use poolformer-openstl)")
+    try:
+        named = convert_state(model.state_dict(), OURS)
+    except ConvertError as e:
+        raise ConvertError(f"{src}: {e}") from None
+    t, c, h, w = cfg.in_shape
+    hyper = {"model_type": OPENSTL_MODEL_TYPES[cfg.translator], "in_shape": [t, c, h, w], "hid_S": cfg.c_s,
+             "hid_T": cfg.c_t, "N_S": cfg.n_s, "N_T": cfg.n_t, "mlp_ratio": cfg.mlp_ratio}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out) as f:
+        torch.save({"state_dict": {LIGHTNING_PREFIX + k: v for k, v in named.items()},
+                    "hyper_parameters": hyper}, f)
+    return hyper["model_type"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m simvp_core.convert",
+                                     description="Convert SimVP checkpoints to and from OpenSTL's.")
+    sub = parser.add_subparsers(dest="direction", required=True)
+    into = sub.add_parser("from-openstl", help="OpenSTL checkpoint (Lightning .ckpt or state dict) -> our model file")
+    into.add_argument("ckpt")
+    into.add_argument("out")
+    into.add_argument("--frame-size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"),
+                      help="frame height and width the model is for (not in the weights; default 64 64)")
+    back = sub.add_parser("to-openstl", help="our model file or trainer checkpoint -> OpenSTL's Lightning layout "
+                          "{'state_dict': {'model.<name>': tensor}, 'hyper_parameters': SimVP_Model's kwargs}")
+    back.add_argument("ckpt")
+    back.add_argument("out")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.direction == "from-openstl":
+            preset, overrides = from_openstl(args.ckpt, args.out, tuple(args.frame_size))
+            print(f"wrote {args.out}: preset {preset}" + (f", overrides {overrides}" if overrides else ""))
+        else:
+            model_type = to_openstl(args.ckpt, args.out)
+            print(f"wrote {args.out}: OpenSTL SimVP_Model(model_type={model_type!r}) state dict, 'model.' prefixed")
+    except ConvertError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
