@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simvp_core.config import AUGMENTATIONS
+from simvp_core.oneline import short_path
 
 ENV_DATA_DIR = "SIMVP_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -114,8 +115,8 @@ def check_md5(path: str | Path, expected: str, fix: str) -> None:
     """Raise ChecksumError (one line: the file, both sums, `fix`) unless path hashes to expected."""
     actual = file_md5(path)
     if actual != expected:
-        raise ChecksumError(f"{path}: md5 {actual}, expected {expected} (truncated, corrupt or "
-                            f"not the official file); {fix}")
+        raise ChecksumError(f"{short_path(path, 64)}: md5 {actual}, expected {expected} (truncated, "
+                            f"corrupt or not the official file); {fix}")
 
 
 def load_mnist(split: str = "train", data_dir: str | Path | None = None,
@@ -136,7 +137,7 @@ def load_mnist(split: str = "train", data_dir: str | Path | None = None,
         path = found.resolve()
         images = _read_idx_images(str(path), path.stat().st_mtime_ns)  # its errors say more
         check_md5(path, (md5s or {**MNIST_MD5, **UNPACKED_MD5})[found.name],
-                  f"delete it and run: python -m simvp_core.data fetch --data-dir {folder}")
+                  f"delete it and run: python -m simvp_core.data fetch --data-dir {short_path(folder, 44)}")
         return torch.from_numpy(images.copy())
     raw, name = folder / MNIST_RAW, _IMAGE_FILES[split]
     where = folder.resolve()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from simvp_core import data
+from simvp_core.oneline import short_path
 
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 TEST_SET_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
@@ -151,7 +152,7 @@ def _present(path: Path, md5: str, data_dir: str | Path, stream: IO[str] | None)
     """Whether path is already there with the right md5; ChecksumError if it holds another file."""
     if not path.is_file():
         return False
-    command = f"python -m simvp_core.data fetch --data-dir {shlex.quote(str(data_dir))}"
+    command = f"python -m simvp_core.data fetch --data-dir {short_path(shlex.quote(str(data_dir)), 32)}"
     data.check_md5(path, md5, f"delete it and run `{command}` again")
     print(f"fetch: {path.name} already in {path.parent} (md5 ok)", file=stream or sys.stderr)
     return True

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from simvp_core import data
+from simvp_core.oneline import short_path
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +101,23 @@ def test_a_file_with_the_wrong_md5_is_refused_naming_it_and_both_sums(tmp_path, 
     message = str(info.value)
     assert isinstance(info.value, ValueError) and "\n" not in message
     expected = {**data.MNIST_MD5, **data.UNPACKED_MD5}[name]
-    for part in (str(path.resolve()), md5_of(path)[name], expected,
-                 f"python -m simvp_core.data fetch --data-dir {tmp_path}"):
+    for part in (short_path(path.resolve(), 64), md5_of(path)[name], expected,
+                 f"python -m simvp_core.data fetch --data-dir {short_path(tmp_path, 44)}"):
         assert part in message
+
+
+def test_a_wrong_md5_under_a_deep_path_is_one_short_line_with_the_name_and_both_sums(tmp_path):
+    deep = tmp_path.joinpath(*[f"level_{i:02d}_of_a_deeply_nested_data_folder" for i in range(30)])
+    name = "train-images-idx3-ubyte.gz"
+    images = np.random.default_rng(4).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    path = write_idx(deep / "MNIST" / "raw" / name, images, compress=True)
+    with pytest.raises(data.ChecksumError) as info:
+        data.load_mnist("train", deep)
+    message = str(info.value)
+    assert len(str(path)) > 1000 and len(message) < 300 and "\n" not in message, message
+    assert message.startswith(str(path.resolve())[:20]) and f"/{name}: md5 {md5_of(path)[name]}, " in message
+    assert f"expected {data.MNIST_MD5[name]}" in message and "fetch --data-dir " in message
+
 
 
 def test_the_md5_check_is_cached_per_path_and_mtime(tmp_path):

@@ -1,0 +1,36 @@
+"""The embedded Ray of a search without --address: a one-machine Ray that listens on loopback only,
+with Ray's token authentication left as Ray sets it (on, unless the user's RAY_AUTH_MODE says not).
+
+What stays open, all on 127.0.0.1 (measured with Ray 2.60): the GCS, the raylet (node manager and
+object manager) and each worker's gRPC port (the core; they need the token), the dashboard
+agent's gRPC, HTTP and metrics ports, the runtime-env agent, and the minimal API server (no
+dashboard UI) and autoscaler monitor, which ray.init always starts. No Ray client server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import ray
+from ray._private import ray_constants
+
+
+def init() -> None:
+    """ray.init for this machine alone: every CPU, no dashboard UI, node address 127.0.0.1."""
+    with _loopback_node():
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Ray's own switch for a local-only node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read at import,
+    what Ray uses on macOS and Windows), for this ray.init only. `_node_ip_address="127.0.0.1"`
+    is no substitute: ray.init swaps a loopback address for the host's."""
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
