@@ -27,8 +27,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 import search
 import simvp_core
-from search import cluster, finish, layout, lock, resume, results, tracking
+from search import cluster, finish, layout, local_ray, lock, progress, resume, results, tracking, watchdog
 from search.plan import Plan, UsageError, check_storage
+from search.repeats import SeedRepeater, finite
 from search.space import SearchSpec, optuna_space
 from search.trainable import train_trial
 from simvp_core import data
@@ -38,16 +39,56 @@ METRIC_COLUMNS = ("epoch", "loss", "val_mse", "val_ssim", "test_mse")
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch that accepts results for trials its study has already finished. The study
-    (optuna.db) records a finished trial at once, Tune's state only every snapshot: after a killed
-    driver, Tune may report a trial's last epoch again, which Optuna would refuse with an error
-    that stops the whole search."""
+    """OptunaSearch that tells the study what Tune saw: each epoch's metric as an intermediate
+    value at step `epoch`, and the end as COMPLETE (all the trial's epochs), PRUNED (stopped early,
+    by ASHA) or FAIL (errored or diverged, with user attr `fail_reason`). Safe to resume: the study
+    (optuna.db) is ahead of Tune's snapshot after a killed driver, so an epoch told again keeps
+    one value per step and an outcome told again is skipped."""
+
+    def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs  # a trial's epochs unless it searches `epochs` itself
+        self._steps: dict[str, set[int]] = {}  # the epochs told per trial (saved with the searcher)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        value, epoch = result.get(self.metric), result.get("epoch")
+        if trial_id in self._completed_trials or epoch is None or not finite(value):
+            return  # a diverged epoch's NaN is no evidence; its reason is told at the end
+        steps = self._steps.setdefault(trial_id, set())
+        if int(epoch) in steps:
+            return  # the first value told stays
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self._ot_trials[trial_id].report(float(value), int(epoch))
+        steps.add(int(epoch))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials:
+            return
+        if result:  # the last result reaches the searcher only here (Tune stops on it)
+            self.on_trial_result(trial_id, result)
+        trial = self._ot_trials[trial_id]
+        state, value, reason = self.outcome(result or {}, error, trial.params)
         try:
-            super().on_trial_result(trial_id, result)
+            if reason:
+                trial.set_user_attr("fail_reason", reason)
+            self._ot_study.tell(trial, value, state=state, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # the study already holds this trial's outcome
+            pass  # told before the driver was killed, after Tune's last snapshot
+        self._completed_trials.add(trial_id)
+
+    def outcome(self, result: dict, error: bool, params: dict) -> tuple[Any, float | None, str]:
+        """(state, value, fail_reason) of a trial that ended with `result` as its last report."""
+        state = optuna.trial.TrialState
+        epoch, value = int(result.get("epoch", 0)), result.get(self.metric)
+        if error:
+            return state.FAIL, None, "raised an error past its retries (the exception: the trial's error.txt)"
+        if result.get("diverged"):
+            return state.FAIL, None, str(result.get("error") or f"diverged in epoch {epoch}")
+        if epoch < int(params.get("epochs", self._max_epochs)):
+            return state.PRUNED, None, ""  # Optuna keeps the last intermediate value as its value
+        if not finite(value):
+            return state.FAIL, None, f"no finite {self.metric} at its last epoch {epoch}"
+        return state.COMPLETE, float(value), ""
 
 
 def run_search(plan: Plan, trainable: Callable[..., None] = train_trial) -> int:
@@ -57,7 +98,8 @@ def run_search(plan: Plan, trainable: Callable[..., None] = train_trial) -> int:
     way (Tune checkpoints, what exists is written, exit 130 / 143)."""
     start = time.time()
     started_ray = start_ray(plan.address)
-    with Interrupts() as stop:  # after ray.init, which sets a SIGTERM handler of its own
+    # after ray.init, which sets a SIGTERM handler of its own; the watchdog ends what a SIGKILL leaves
+    with Interrupts() as stop, watchdog.watch(plan.run_dir, since=start):
         held, tracker, info = None, None, None
         try:
             try:
@@ -195,7 +237,7 @@ def start_ray(address: str | None) -> bool:
         modules = [str(Path(m.__file__).parent) for m in (search, simvp_core)]
         ray.init(address=address, runtime_env={"py_modules": modules})
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+        local_ray.init()  # loopback only, token authentication as Ray sets it
     return True
 
 
@@ -279,17 +321,20 @@ def searcher(plan: Plan) -> Any:
     """A new search algorithm (never built on resume: OptunaSearch would enqueue its
     points_to_evaluate into the stored study a second time). BasicVariantGenerator limits
     concurrency itself (Tune ignores max_concurrent_trials for it); OptunaSearch gets Tune's
-    ConcurrencyLimiter through TuneConfig."""
+    ConcurrencyLimiter through TuneConfig. With repeats, SeedRepeater runs each suggestion once
+    per seed and tells the study the mean."""
     spec = plan.spec
     if spec.algorithm == "grid":
         return BasicVariantGenerator(points_to_evaluate=spec.grid_points(),
                                      max_concurrent=plan.max_concurrent or 0)
     sampler = (optuna.samplers.RandomSampler(seed=spec.seed) if spec.algorithm == "random"
                else optuna.samplers.TPESampler(seed=spec.seed))
-    return ResumableOptunaSearch(optuna_space(spec), metric=spec.metric, mode=spec.mode,
-                                 points_to_evaluate=[dict(p) for p in spec.points_to_evaluate] or None,
-                                 sampler=sampler, study_name=plan.name,
-                                 storage=optuna.storages.RDBStorage(plan.optuna_url))
+    found = ResumableOptunaSearch(optuna_space(spec), metric=spec.metric, mode=spec.mode,
+                                  points_to_evaluate=[dict(p) for p in spec.points_to_evaluate] or None,
+                                  sampler=sampler, study_name=plan.name,
+                                  storage=optuna.storages.RDBStorage(plan.optuna_url),
+                                  max_epochs=spec.max_epochs)
+    return SeedRepeater(found, spec.repeats, spec.base.seed) if spec.repeats > 1 else found
 
 
 def scheduler(spec: SearchSpec) -> ASHAScheduler | None:
@@ -311,13 +356,13 @@ def new_tuner(plan: Plan, trainable: Any, space: dict[str, Any], key: str) -> tu
         trainable, param_space=space,
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, search_alg=searcher(plan), scheduler=scheduler(spec),
-            num_samples=spec.num_samples, reuse_actors=True,
+            num_samples=spec.total_trials(), reuse_actors=True,
             max_concurrent_trials=None if spec.algorithm == "grid" else plan.max_concurrent),
         run_config=tune.RunConfig(
             storage_path=plan.tune_storage, name=layout.TUNE_DIR, verbose=1, progress_reporter=reporter,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[tracking.TrialLogger(key)]))
+            callbacks=[tracking.TrialLogger(key), progress.ProgressLine.of(spec)]))
 
 
 def git_commit() -> str:

@@ -37,7 +37,8 @@ def format_mse(value: float) -> str:
 
 
 def importance_lines(db_path: Path, study_name: str | None) -> list[str]:
-    """Parameter importances of the Optuna study (Optuna's default evaluator) as a table."""
+    """Parameter importances of the Optuna study (Optuna's default evaluator) as a table, from its
+    COMPLETE trials only: trials ASHA stopped are PRUNED there (a low-fidelity value), failed ones FAIL."""
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -68,9 +69,18 @@ def importance_lines(db_path: Path, study_name: str | None) -> list[str]:
     ranked = sorted(importances.items(), key=lambda kv: (-kv[1], kv[0]))
     table = markdown_table(["parameter", "importance"], [[k, f"{v:.3f}"] for k, v in ranked],
                            [False, True])
-    return [f"Parameter importances of study `{study_name}` ({len(finished)} finished trials; "
-            "Optuna counts trials ASHA stopped as finished, at their last, low-fidelity value):",
-            table]
+    return [f"Parameter importances of study `{study_name}`, from its {len(finished)} completed trials only "
+            f"(left out: {_left_out(study)}):", table]
+
+
+def _left_out(study) -> str:
+    """The study's trials importances ignore, by state: e.g. '3 pruned (stopped early by ASHA), 1 failed'."""
+    import optuna
+
+    state = optuna.trial.TrialState
+    pruned = len(study.get_trials(deepcopy=False, states=(state.PRUNED,)))
+    failed = len(study.get_trials(deepcopy=False, states=(state.FAIL,)))
+    return f"{pruned} pruned (stopped early by ASHA), {failed} failed (errored or diverged)"
 
 
 def cost_table(trials: pd.DataFrame, wall_seconds: float | None, gpu_per_trial: float) -> str:

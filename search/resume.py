@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from search.tracking import Tracker
 
 DONE_STATES = ("TERMINATED", "ERROR")  # Tune trial states that will not run again
+ORPHAN_REASON = "orphaned: the driver was killed before Tune recorded this trial; never trained"
 
 
 def space_hash(spec: SearchSpec) -> str:
@@ -63,14 +65,34 @@ def restore_tuner(plan: Plan, trainable: Callable, param_space: dict[str, Any]) 
     from ray import tune
 
     if plan.spec.algorithm in layout.OPTUNA_ALGORITHMS:
-        release_orphan_optuna_trials(plan, [t.config for t in unfinished(tune_trials(plan))])
+        release_orphan_optuna_trials(plan, live_configs(tune_trials(plan), plan.spec.repeats))
     return tune.Tuner.restore(plan.tune_path, trainable, resume_errored=True, param_space=param_space)
+
+
+def live_configs(trials: list, repeats: int) -> list[dict[str, Any]]:
+    """The study params of each study trial Tune will still tell: one per unfinished trial, or with
+    repeats (one study trial per group of `repeats` Tune trials, `seed` not in the study) one per
+    group with a repeat left to run or still to be created."""
+    if repeats == 1:
+        return [t.config for t in unfinished(trials)]
+    groups: dict[str, tuple[dict[str, Any], int, int]] = {}  # config key -> (params, trials, done)
+    for t in trials:
+        params = {k: v for k, v in t.config.items() if k != "seed"}
+        key = json.dumps(params, sort_keys=True, default=str)
+        _, n, done = groups.get(key, (params, 0, 0))
+        groups[key] = (params, n + 1, done + (t.status in DONE_STATES))
+    live = []
+    for params, n, done in groups.values():
+        left = math.ceil(n / repeats) * repeats - done  # repeats not yet done, created or not
+        live += [params] * math.ceil(left / repeats)
+    return live
 
 
 def release_orphan_optuna_trials(plan: Plan, live_configs: list[dict[str, Any]]) -> None:
     """Optuna trials asked for after Tune's last state snapshot (a killed driver) belong to no
     Tune trial and would stay RUNNING for ever: mark them FAIL, and queue a listed point among
-    them again so it is still evaluated. live_configs: the configs of Tune's unfinished trials."""
+    them again so it is still evaluated. live_configs: the configs of Tune's unfinished trials, in
+    the study's params (the repeats of one configuration share one study trial)."""
     import optuna
 
     running = optuna.trial.TrialState.RUNNING
@@ -80,7 +102,9 @@ def release_orphan_optuna_trials(plan: Plan, live_configs: list[dict[str, Any]])
         if trial.params in live:
             live.remove(trial.params)
             continue
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        orphan = optuna.trial.Trial(study, trial._trial_id)  # a RUNNING trial, as ask() returns it
+        orphan.set_user_attr("fail_reason", ORPHAN_REASON)
+        study.tell(orphan, state=optuna.trial.TrialState.FAIL)
         if live_configs and "fixed_params" in trial.system_attrs:
             study.enqueue_trial(trial.system_attrs["fixed_params"])
 
@@ -92,5 +116,5 @@ def delete_lost_runs(tracker: Tracker, kept: set[str]) -> None:
         tracker.delete_child(trial_id, "lost: the driver was killed before Tune recorded this trial")
 
 
-__all__ = ["space_hash", "previous_search", "same_space", "tune_trials", "unfinished", "restore_tuner",
-           "release_orphan_optuna_trials", "delete_lost_runs", "DONE_STATES"]
+__all__ = ["space_hash", "previous_search", "same_space", "tune_trials", "unfinished", "live_configs",
+           "restore_tuner", "release_orphan_optuna_trials", "delete_lost_runs", "DONE_STATES"]

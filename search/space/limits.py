@@ -1,6 +1,6 @@
 """What a space file may ask for at most, checked arithmetically before anything is expanded.
 
-MAX_TRIALS caps a grid's points (times repeats) and num_samples; $SIMVP_MAX_TRIALS overrides it.
+MAX_TRIALS caps a grid's points and num_samples (each times repeats); $SIMVP_MAX_TRIALS overrides it.
 MAX_FILE_BYTES caps the file read before YAML parses it. brief() keeps quoted user values short.
 """
 

@@ -78,7 +78,7 @@ def _spec(data: Any, file: str) -> SearchSpec:
     rules.model_builds(base, "base")
     algorithm = raw.search.algorithm
     space = _params(raw, list(data.get("space") or {}), raw.base.model_fields_set)
-    rules.repeats_fit(raw.repeats, algorithm, space)
+    rules.repeats_fit(raw.repeats, algorithm, raw.scheduler.type, space)
     rules.trial_budget(raw.search, raw.repeats, space)  # before anything expands the grid
     points = rules.points(raw.search, space, base)
     num_samples = rules.samples(raw.search, space, points)

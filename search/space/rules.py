@@ -118,27 +118,29 @@ def conditions(name: str, raw: dict[str, Any] | None, earlier: dict[str, Param])
     return tuple(out)
 
 
-def repeats_fit(repeats: int, algorithm: str, space: tuple[Param, ...]) -> None:
-    """Seed repeats only on a grid, and never with seed searched too."""
+def repeats_fit(repeats: int, algorithm: str, scheduler: str, space: tuple[Param, ...]) -> None:
+    """Seed repeats with any algorithm, never with seed searched too, nor with ASHA under a sampler
+    (it would stop some seeds of a configuration and not others: the study's mean would be unfair)."""
     if repeats == 1:
         return
-    if algorithm != "grid":
-        raise SpaceError("repeats", f"repeats {repeats} with {algorithm}: each seed would reach the sampler as "
-                         "a separate, noisy trial of one configuration (and ASHA would race seeds)",
-                         f"repeats: 1 with {algorithm}; rerun the chosen configurations as a grid with repeats")
     if any(p.name == "seed" for p in space):
         raise SpaceError("repeats", "seed is searched and repeated at once",
                          "either seed in space or repeats > 1 (repeats use base.seed, base.seed + 1, ...)")
+    if scheduler == "asha" and algorithm != "grid":
+        raise SpaceError("repeats", f"repeats {repeats} with asha and {algorithm}: ASHA would stop some "
+                         "seeds of a configuration and not others, so the study would get no fair mean",
+                         "repeats: 1 with asha, or scheduler type none with repeats")
 
 
 def trial_budget(search: Search, repeats: int, space: tuple[Param, ...]) -> None:
     """At most max_trials() trials, counted without building the grid: its points (the product, or
-    the listed ones) times repeats, or num_samples and the listed points for optuna / random."""
+    the listed ones) times repeats, or num_samples times repeats and the listed points for optuna / random."""
     cap, listed = max_trials(), len(search.points_to_evaluate)
     if search.algorithm != "grid":
-        if search.num_samples is not None and search.num_samples > cap:
-            raise SpaceError("search.num_samples", f"{search.num_samples:,} samples is over the trial cap",
-                             cap_hint())
+        if search.num_samples is not None and search.num_samples * repeats > cap:
+            times = f" x repeats {repeats} = {search.num_samples * repeats:,} trials" if repeats > 1 else ""
+            raise SpaceError("search.num_samples",
+                             f"{search.num_samples:,} samples{times} is over the trial cap", cap_hint())
         if listed > cap:
             raise SpaceError("search.points_to_evaluate", f"{listed:,} points is over the trial cap", cap_hint())
         return

@@ -130,7 +130,7 @@ class SpaceFile(Section):
     search: Search = Field(description="how trials are chosen: algorithm, num_samples, seed, ...")
     scheduler: Scheduler = Field(default_factory=lambda: Scheduler(type="none"), description="none or asha")
     metric: Literal[tuple(METRICS)] = Field("val_mse", description="the validation metric trials are ranked on")
-    repeats: int = Field(1, ge=1, description="seeds per configuration (grid only)")
+    repeats: int = Field(1, ge=1, description="seeds per configuration (base.seed, base.seed + 1, ...)")
     resources: Resources = Field(default_factory=Resources, description="per trial")
     max_failures: int = Field(1, ge=0, description="retries of a trial that raised, from its checkpoint")
     blocks: list[str] = Field([], description="searched params: the report's one table per value")

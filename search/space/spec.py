@@ -96,13 +96,14 @@ class SearchSpec:
         return [{**c, "seed": self.base.seed + r} for r in range(self.repeats) for c in configs]
 
     def total_trials(self) -> int:
-        return len(self.grid_points()) if self.algorithm == "grid" else self.num_samples
+        """Tune trials: the grid's points (repeats included), or num_samples x repeats."""
+        return len(self.grid_points()) if self.algorithm == "grid" else self.num_samples * self.repeats
 
     def worst_case_epochs(self) -> int:
         """Trial-epochs if no trial is stopped early: what the search costs at most."""
         if self.algorithm == "grid":
             return sum(self.trial_config(p).epochs for p in self.grid_points())
-        return self.num_samples * self.max_epochs
+        return self.total_trials() * self.max_epochs
 
     def to_dict(self) -> dict[str, Any]:
         """The space file's content, normalised: parse_space(spec.to_dict(), spec.path) == spec."""

@@ -58,3 +58,20 @@ def test_importances_say_why_there_are_none(tmp_path: Path) -> None:
     assert "too few finished trials (0)" in insight.importance_lines(db, "a")[0]
     (tmp_path / "broken.db").write_text("not a database")
     assert "cannot be read" in insight.importance_lines(tmp_path / "broken.db", None)[0]
+
+
+def test_importances_come_from_completed_trials_only_and_say_so(tmp_path: Path) -> None:
+    """Pruned trials (values at a low fidelity) would make y look important; x decides completed ones."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    dist = {n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in ("x", "y")}
+    for i in range(12):
+        x, y = i / 11, (i * 7 % 12) / 11
+        study.add_trial(optuna.trial.create_trial(params={"x": x, "y": y}, distributions=dist, value=10 * x))
+        study.add_trial(optuna.trial.create_trial(params={"x": x, "y": y}, distributions=dist, value=100 * y,
+                                                  state=optuna.trial.TrialState.PRUNED,
+                                                  intermediate_values={1: 100 * y}))
+    lines = insight.importance_lines(tmp_path / "optuna.db", "s")
+    assert lines[0] == ("Parameter importances of study `s`, from its 12 completed trials only (left out: "
+                        "12 pruned (stopped early by ASHA), 0 failed (errored or diverged)):")
+    assert lines[1].splitlines()[2].startswith("| x ")  # the most important first

@@ -72,6 +72,25 @@ def check_rows_against_tune(df: pd.DataFrame, run_dir: Path, epochs: int, record
             assert not (run_dir / "predictions" / f"{row['trial_id']}.npz").exists()
 
 
+def check_study(run_dir: Path, name: str, df: pd.DataFrame) -> None:
+    """optuna.db against the results: one study trial per row, COMPLETE for a completed trial and
+    PRUNED for one ASHA stopped, its intermediate values its history's val_mse at each epoch; any
+    other study trial is one a killed driver left behind, FAIL with the reason; none RUNNING."""
+    from search.resume import ORPHAN_REASON
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    told = [t for t in study.trials if t.user_attrs.get("fail_reason") != ORPHAN_REASON]
+    assert all(t.state.name == "FAIL" and not t.intermediate_values for t in study.trials if t not in told)
+    assert sorted(t.params["lr"] for t in told) == pytest.approx(sorted(df["lr"]))
+    for row in df.to_dict("records"):
+        trial = next(t for t in told if t.params["lr"] == pytest.approx(row["lr"]))
+        assert trial.state.name == {"completed": "COMPLETE", "stopped": "PRUNED"}[row["status"]]
+        history = {h["epoch"]: h["val_mse"] for h in json.loads(row["history"])}
+        assert sorted(trial.intermediate_values) == sorted(history) == list(range(1, row["epochs_run"] + 1))
+        assert [trial.intermediate_values[e] for e in history] == pytest.approx(list(history.values()))
+        assert trial.value == pytest.approx(row["val_mse"])
+
+
 def check_mlflow(uri: str, df: pd.DataFrame, run_dir: Path) -> None:
     """One parent run for the search, one child run per trial with everything the row says."""
     from mlflow.tracking import MlflowClient
@@ -169,6 +188,7 @@ def test_asha_stops_the_poor_trials_early(asha_search) -> None:
     assert set(stopped["lr"]) & {1e-6, 2e-6}
     assert (df["status"] == "completed").any()
     assert set(df["status"]) <= {"completed", "stopped"}
+    check_study(asha_search["run_dir"], "asha-smoke", df)
 
 
 def test_smoke_search_is_tracked_in_sqlite_mlflow(asha_search, storage: Path) -> None:
@@ -271,8 +291,10 @@ def test_fault_search_rows_match_tune_and_are_tracked_over_http(fault_search, tu
 def test_unreachable_tracking_server_loses_nothing_and_warns_once(
         ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space, free_port,
         capsys) -> None:
+    """Also: random search with seed repeats (rows as a grid's repeats, the study told their mean)
+    and the progress line."""
     space = write_space(tmp_path, "offline", {"lr": {"uniform": [0.001, 0.01]}},
-                        {"algorithm": "random", "num_samples": 1, "seed": 3})
+                        {"algorithm": "random", "num_samples": 1, "seed": 3}, repeats=2)
     port = free_port()
     code = run(space, "--storage", storage, "--data-dir", mnist_dir, "--tracking-uri",
                f"http://127.0.0.1:{port}", "--reports-dir", tmp_path / "reports")
@@ -280,14 +302,22 @@ def test_unreachable_tracking_server_loses_nothing_and_warns_once(
     assert code == 0
     warnings = [line for line in out.splitlines() if "MLflow logging is off" in line]
     assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0]
-    df = results.read_results(storage / "offline")
-    assert list(df["status"]) == ["completed"] and list(df["mlflow_run_id"]) == [""]
-    assert 0.001 <= df["lr"][0] <= 0.01
+    progress = [line for line in out.splitlines() if line.startswith("progress: ")]
+    assert progress[-1].startswith("progress: 2/2 trials done, 0 running, 4/4 trial-epochs, best val_mse ")
+    df = results.read_results(storage / "offline").sort_values("repeat")
+    assert list(df["status"]) == ["completed"] * 2 and list(df["mlflow_run_id"]) == [""] * 2
+    assert (list(df["repeat"]), list(df["seed"]), df["config_key"].nunique()) == ([0, 1], [42, 43], 1)
+    assert json.loads(df["searched"].iloc[0]) == ["lr", "seed"] and df["lr"].nunique() == 1
+    assert 0.001 <= df["lr"].iloc[0] <= 0.01
     info = layout.read_experiment(storage / "offline")
     assert info["mlflow_parent_run_id"] is None and info["optuna_study"] == "offline"
     # random search is Optuna's RandomSampler, its study kept like TPE's for --resume
     study = optuna.load_study(study_name="offline", storage=f"sqlite:///{storage / 'offline' / 'optuna.db'}")
-    assert [(t.state.name, t.params["lr"]) for t in study.trials] == [("COMPLETE", df["lr"][0])]
+    assert [(t.state.name, t.params["lr"]) for t in study.trials] == [("COMPLETE", df["lr"].iloc[0])]
+    assert study.trials[0].value == pytest.approx(df["val_mse"].mean())
+    curves = [{h["epoch"]: h["val_mse"] for h in json.loads(r)} for r in df["history"]]
+    assert [study.trials[0].intermediate_values[e] for e in (1, 2)] == pytest.approx(
+        [(curves[0][e] + curves[1][e]) / 2 for e in (1, 2)])
     assert (tmp_path / "reports" / "offline.md").is_file()
 
 
@@ -296,11 +326,12 @@ def test_unreachable_tracking_server_loses_nothing_and_warns_once(
 
 def test_a_killed_search_resumes_without_losing_or_repeating_trials(
         ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
-        subprocess_env, tune_record) -> None:
-    """Optuna, the harder case: its searcher state and study are restored too."""
-    points = [{"lr": lr} for lr in (0.01, 0.008, 0.006, 0.004)]
-    space = write_space(tmp_path, "killed", {"lr": {"loguniform": [0.001, 0.02]}},
-                        {"algorithm": "optuna", "num_samples": 4, "points_to_evaluate": points})
+        subprocess_env, tune_record, capsys) -> None:
+    """Optuna + ASHA, the harder case: its searcher, scheduler and study are restored too."""
+    points = [{"lr": lr} for lr in (0.01, 0.008, 1e-6, 2e-6)]
+    space = write_space(tmp_path, "killed", {"lr": {"loguniform": [1e-6, 0.02]}},
+                        {"algorithm": "optuna", "num_samples": 4, "points_to_evaluate": points},
+                        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 2})
     run_dir = storage / "killed"
     argv = [space, "--storage", storage, "--data-dir", mnist_dir, "--max-concurrent", 2,
             "--reports-dir", tmp_path / "reports"]
@@ -322,17 +353,18 @@ def test_a_killed_search_resumes_without_losing_or_repeating_trials(
     finished_before = {t for t, s in states.items() if s == "TERMINATED"}
     assert finished_before
 
+    capsys.readouterr()
     assert run(*argv, "--resume") == 0
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("progress: ")]
+    assert progress and progress[-1].startswith("progress: 4/4 trials done (")  # Tune restored the callback
     df = results.read_results(run_dir)
     reported = tune_record.results(run_dir)
     assert len(df) == 4 and df["trial_id"].is_unique and set(df["trial_id"]) == set(reported)
-    assert (df["status"] == "completed").all()
+    assert set(df["status"]) == {"completed", "stopped"}
     assert sorted(df["lr"]) == pytest.approx(sorted(p["lr"] for p in points))  # none run twice
-    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{run_dir / 'optuna.db'}")
-    states = Counter(t.state.name for t in study.trials)
-    assert states["COMPLETE"] == 4 and states["RUNNING"] == 0
+    check_study(run_dir, "killed", df)
     for trial_id in finished_before:  # done before the kill: not run again
-        assert [r["epoch"] for r in reported[trial_id]] == [1, 2]
+        assert [r["epoch"] for r in reported[trial_id]] == list(range(1, len(reported[trial_id]) + 1))
     check_rows_against_tune(df, run_dir, 2, tune_record)
     check_mlflow(f"sqlite:///{storage / 'mlflow.db'}", df, run_dir)
 

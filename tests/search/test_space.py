@@ -236,6 +236,18 @@ def test_grid_without_repeats_has_no_seed_and_an_empty_space_is_one_trial(tmp_pa
     assert [p["seed"] for p in single.grid_points()] == [42, 43, 44]
 
 
+@pytest.mark.parametrize("algorithm", ["optuna", "random"])
+def test_repeats_work_with_a_sampler_and_count_in_the_plan(tmp_path, algorithm, monkeypatch):
+    text = (f"base: {{epochs: 5}}\nsearch: {{algorithm: {algorithm}, num_samples: 4}}\n"
+            "space:\n  lambda_gdl: {uniform: [0.0, 1.0]}\nrepeats: 3\n")
+    spec = load_space(write(tmp_path, text))
+    assert (spec.repeats, spec.num_samples, spec.total_trials(), spec.worst_case_epochs()) == (3, 4, 12, 60)
+    assert "total: 12 trial(s), at most 60 trial-epochs" in describe(spec)
+    monkeypatch.setenv("SIMVP_MAX_TRIALS", "11")
+    with pytest.raises(SpaceError, match=r"search\.num_samples: 4 samples x repeats 3 = 12 trials is over the trial cap"):
+        load_space(write(tmp_path, text))
+
+
 def test_smoke_of_a_large_grid_keeps_four_spread_points(tmp_path):
     spec = load_space(write(tmp_path, """
 space:
