@@ -1,5 +1,6 @@
 """The shipped Ray cluster files pass Ray's offline validator, broken ones are named and rejected,
-and the files keep to the network policy of docs/cluster.md (SSH only, nothing on 0.0.0.0)."""
+and the files keep to the network policy of docs/cluster.md (SSH only from outside, token auth,
+MLflow and the dashboard on the head's loopback); unsafe copies are refused."""
 
 from __future__ import annotations
 
@@ -15,13 +16,12 @@ import pytest
 import ray
 import yaml
 
-from search.cluster_files import validate_cluster_file
+from search.cluster_files import validate_cluster_file, warnings
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_FILE = REPO / "ray_cluster.yaml"
 ONPREM_FILE = REPO / "ray_cluster.onprem.yaml"
 CLUSTER_FILES = (AWS_FILE, ONPREM_FILE)
-WILDCARD_HOSTS = {"0.0.0.0", "::", "[::]", "*", ""}
 
 
 def load(path: Path) -> dict:
@@ -153,35 +153,96 @@ def test_security_group_opens_only_ssh_to_a_limited_range() -> None:
             assert ipaddress.ip_network(ip_range["CidrIp"]).prefixlen > 0, rule
 
 
-def mlflow_host(command: str) -> str:
-    """The address `mlflow server --host` binds, following one `$VAR` to its assignment."""
-    match = re.search(r"--host[= ]\"?([^\"\s]+)", command)
-    assert match, f"mlflow server without --host binds 127.0.0.1, unreachable by workers: {command}"
-    host = match.group(1)
-    if host.startswith("$"):
-        assignment = re.search(rf"\b{re.escape(host[1:])}=(\$\([^)]*\)|\S+?);", command)
-        assert assignment, f"{host} is never assigned in: {command}"
-        host = assignment.group(1)
-    return host
-
-
 @pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
-def test_mlflow_and_dashboard_are_not_bound_to_every_interface(path: Path) -> None:
+def test_mlflow_and_dashboard_listen_on_the_heads_loopback_only(path: Path) -> None:
     config = load(path)
     head = config["head_start_ray_commands"]
     servers = [c for c in head if "mlflow server" in c]
     assert len(servers) == 1
-    host = mlflow_host(servers[0])
-    assert host not in WILDCARD_HOSTS and host not in {"127.0.0.1", "localhost"}, host
-    assert not any("0.0.0.0" in c for c in head)
+    assert re.findall(r"--host[= ](\S+)", servers[0]) == ["127.0.0.1"], servers[0]
     assert any("ray start --head" in c and "--dashboard-host=127.0.0.1" in c for c in head)
     others = config["setup_commands"] + config["worker_start_ray_commands"]
     assert not any("mlflow server" in c for c in others)
 
 
-def test_mlflow_host_parser_sees_a_wildcard_binding() -> None:
-    assert mlflow_host("IP=0.0.0.0; mlflow server --host \"$IP\" --port 5000") == "0.0.0.0"
-    assert mlflow_host("mlflow server --host=:: --port 5000") == "::"
+@pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
+def test_every_ray_start_uses_the_token_the_head_makes_and_workers_receive(path: Path) -> None:
+    config = load(path)
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands")
+              for c in config[key] if "ray start" in c]
+    assert len(starts) == 2 and all("RAY_AUTH_MODE=token ray start" in c for c in starts)
+    assert any("ray get-auth-token --generate" in c and "umask 077" in c
+               for c in config["head_setup_commands"])
+    assert "~/.ray/auth_token" in config["cluster_synced_files"]
+
+
+@pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
+def test_ulimit_failure_is_reported_not_hidden(path: Path) -> None:
+    config = load(path)
+    for command in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
+        if "ulimit -n 65536" in command:
+            assert "ulimit -n 65536 ||" in command and "WARNING" in command, command
+            assert "ulimit -n 65536;" not in command, command
+
+
+def _replace_in_commands(key: str, old: str, new: str) -> Callable[[dict], None]:
+    def mutate(config: dict) -> None:
+        config[key] = [c.replace(old, new) for c in config[key]]
+    return mutate
+
+
+def _open_to_world(protocol: str, first: int, last: int) -> Callable[[dict], None]:
+    """A mutation adding an inbound rule from anywhere for these ports."""
+    def mutate(config: dict) -> None:
+        config["provider"]["security_group"]["IpPermissions"].append(
+            {"IpProtocol": protocol, "FromPort": first, "ToPort": last,
+             "IpRanges": [{"CidrIp": "0.0.0.0/0"}]})
+    return mutate
+
+
+def _mlflow_host_through_a_variable(config: dict) -> None:
+    config["head_start_ray_commands"] = [
+        c.replace("--host 127.0.0.1", '--host "$BIND"').replace("mkdir -p ~/mlflow",
+                                                               "BIND=0.0.0.0; mkdir -p ~/mlflow")
+        for c in config["head_start_ray_commands"]]
+
+
+UNSAFE = {  # name: (file mutated, mutation, a fragment of the message)
+    "token-auth-off": (ONPREM_FILE, _replace_in_commands(
+        "worker_start_ray_commands", "RAY_AUTH_MODE=token", "RAY_AUTH_MODE=disabled"),
+        "worker_start_ray_commands: RAY_AUTH_MODE=disabled"),
+    "token-auth-missing": (AWS_FILE, _replace_in_commands(
+        "head_start_ray_commands", "RAY_AUTH_MODE=token ", ""), "without token authentication"),
+    "mlflow-on-every-interface": (ONPREM_FILE, _replace_in_commands(
+        "head_start_ray_commands", "--host 127.0.0.1", "--host 0.0.0.0"), "--host 0.0.0.0"),
+    "dashboard-on-every-interface": (AWS_FILE, _replace_in_commands(
+        "head_start_ray_commands", "--dashboard-host=127.0.0.1", "--dashboard-host=0.0.0.0"),
+        "--dashboard-host 0.0.0.0"),
+    "mlflow-host-through-a-variable": (AWS_FILE, _mlflow_host_through_a_variable,
+                                       "--host 0.0.0.0"),
+    "mlflow-port-open-to-the-world": (AWS_FILE, _open_to_world("tcp", 5000, 5000),
+                                      "ports 5000-5000 open to 0.0.0.0/0"),
+    "all-traffic-open-to-the-world": (AWS_FILE, _open_to_world("-1", -1, -1),
+                                      "all ports open to 0.0.0.0/0"),
+    "worker-is-the-head": (ONPREM_FILE, _set(("provider", "worker_ips"), ["192.0.2.10"]),
+                           "192.0.2.10 is also head_ip"),
+    "worker-listed-twice": (ONPREM_FILE, _set(("provider", "worker_ips"),
+                                              ["192.0.2.11", "192.0.2.11"]), "listed twice"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNSAFE))
+def test_unsafe_copies_are_refused_with_the_fix(tmp_path: Path, name: str) -> None:
+    source, mutate, fragment = UNSAFE[name]
+    config = copy.deepcopy(load(source))
+    mutate(config)
+    path = tmp_path / f"unsafe-{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError) as caught:
+        validate_cluster_file(path)
+    message = str(caught.value)
+    assert str(path) in message and fragment in message, message
+    assert "\n" not in message and len(message) < 300 + len(str(path)), message
 
 
 @pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
@@ -195,8 +256,10 @@ def test_nodes_install_pinned_torch_then_pinned_ray_and_the_project(path: Path) 
 
 EDIT_KEYS = {
     AWS_FILE: ("region:", "availability_zone:", "ssh_private_key:", "ImageId: &", "KeyName: &",
-               "CidrIp:", "Arn:"),
-    ONPREM_FILE: ("head_ip:", "worker_ips:", "ssh_user:", "ssh_private_key:"),
+               "CidrIp:", "Arn:", "MLFLOW_ARTIFACTS=", "SIMVP_PIP_ARGS="),
+    ONPREM_FILE: ("head_ip:", "worker_ips:", "ssh_user:", "ssh_private_key:", "SIMVP_PYTHON=",
+                  "SIMVP_VENV_ARGS=", "SIMVP_PIP_ARGS=", "export SIMVP_DATA_DIR=",
+                  "MLFLOW_ARTIFACTS="),
 }
 
 
@@ -208,7 +271,46 @@ def test_account_specific_values_are_marked_edit(path: Path) -> None:
         assert found, f"{key} not in {path.name}"
         assert all("# EDIT:" in line for line in found), found
     if path == AWS_FILE:
-        bucket_lines = [i for i, line in enumerate(lines) if "s3://BUCKET" in line
+        bucket_lines = [line for line in lines if "s3://BUCKET" in line
                         and not line.lstrip().startswith("#")]
-        assert bucket_lines
-        assert any("# EDIT:" in line and "BUCKET" in line for line in lines[bucket_lines[-1]:])
+        assert bucket_lines and all("# EDIT:" in line for line in bucket_lines), bucket_lines
+
+
+PLACEHOLDER_LINES = {  # what the shipped file still holds, and a value a user would put there
+    AWS_FILE: {"203.0.113.7/32": "198.18.4.2/32", "ami-0123456789abcdef0": "ami-0f1e2d3c4b5a69788",
+               "123456789012": "210987654321", "s3://BUCKET/": "s3://my-lab-bucket/"},
+    ONPREM_FILE: {"192.0.2.10": "10.1.0.10", "[192.0.2.11, 192.0.2.12]": "[10.1.0.11]"},
+}
+
+
+@pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
+def test_edit_values_left_at_the_shipped_example_are_warned_by_line(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    expected = sorted(i for i, line in enumerate(lines, 1) if "# EDIT:" in line
+                      and any(old in line for old in PLACEHOLDER_LINES[path]))
+    assert len(expected) == len(PLACEHOLDER_LINES[path]), expected
+    found = warnings(path)
+    assert [int(w.split(":")[1]) for w in found] == expected, found
+    assert all("still the shipped example" in w for w in found), found
+
+
+@pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
+def test_edited_values_pass_without_warnings(tmp_path: Path, path: Path) -> None:
+    text = path.read_text()
+    for old, new in PLACEHOLDER_LINES[path].items():
+        text = text.replace(old, new)
+    edited = tmp_path / path.name
+    edited.write_text(text)
+    validate_cluster_file(edited)
+    assert warnings(edited) == []
+
+
+def test_ssh_open_to_the_world_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    config = copy.deepcopy(load(AWS_FILE))
+    _open_to_world("tcp", 22, 22)(config)
+    path = tmp_path / "ssh-open.yaml"
+    path.write_text(yaml.safe_dump(config))
+    validate_cluster_file(path)
+    assert any("ports 22-22 open to 0.0.0.0/0" in w for w in warnings(path))
+    result = run_cli(path)
+    assert result.returncode == 0 and "WARNING" in result.stdout, result.stdout
