@@ -3,7 +3,7 @@ measured side by side in one run, printed as markdown and written as JSON.
 
 Tables: training throughput and peak memory (fast path against plain fp32, per preset), data
 pipeline headroom, evaluation throughput, several trials per GPU, platform overhead (search.run
-against simvp_core.train) and search efficiency on a labelled proxy objective.
+against simvp_core.train) and search efficiency replayed on recorded learning curves (benchmarks.replay).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from benchmarks import overhead, pipeline, search_proxy, training
+from benchmarks import overhead, pipeline, training
 from benchmarks.machine import machine_info, peak_bf16
 from benchmarks.training import MEMORY_KIND, Budget
 from simvp_core.models import PRESETS
@@ -47,8 +47,7 @@ class Sizes:
     windows: int = 3
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4])
     concurrency_budget: Budget = Budget(50, 3)
-    proxy_seeds: int = 10
-    proxy_trials: int = 24
+    replay_seeds: int = 20
     isolate: bool = True  # a fresh process per training measurement (False: faster, for tests)
     batch_size: int = 16  # the paper's batch for Table 5
 
@@ -97,9 +96,9 @@ NOTES = {
                  "CLI, both as subprocesses, alternating, {repeats} runs each; the fastest of each counts. "
                  "First epoch: the CLI's 'epoch 1/' line; the search's first result in Tune's "
                  "result.json."),
-    "search": search_proxy.PROXY_NOTE + (". Space and scheduler of spaces/loss.yaml: lambda_gdl in "
-              "[0, 1], lambda_ddr in [0, 0.5], {epochs} epochs, successive halving at 10/30/90 epochs, "
-              "reduction factor 3; grid 5 x 6 points; medians over {seeds} seeds."),
+    "search": ("Search efficiency replayed on the learning curves recorded in benchmarks/curves.parquet "
+               "(python -m benchmarks.replay): the platform's searchers and ASHA, {budget} trial-epochs "
+               "each, {concurrency} trials at once, {seeds} replay seeds; see benchmarks/RESULTS.md."),
 }
 
 
@@ -163,6 +162,14 @@ def _overhead(dev: str, data_dir: str) -> tuple[list[dict], str]:
     return rows, NOTES["overhead"].format(training=training_text, repeats=OVERHEAD_REPEATS)
 
 
+def _search(seeds: int) -> tuple[list[dict], str]:
+    """The replay's comparison table; Ray Tune and Optuna are imported only for it."""
+    from benchmarks import replay
+
+    rows = replay.methods_table(replay.Curves.read(), list(range(seeds)))
+    return rows, NOTES["search"].format(budget=replay.BUDGET, concurrency=replay.CONCURRENCY, seeds=seeds)
+
+
 def run(device: torch.device, quick: bool, out: Path, data_dir: str, skip: set[str],
         sizes: Sizes | None = None, overrides: dict | None = None, command: str = "") -> dict:
     """Measure every table not in `skip`, print each as it is done, write and return the JSON.
@@ -198,9 +205,7 @@ def run(device: torch.device, quick: bool, out: Path, data_dir: str, skip: set[s
                                                           windows=sizes.windows)),
         "concurrency": lambda: _concurrency(sizes, dev, data_dir, overrides),
         "overhead": lambda: _overhead(dev, data_dir),
-        "search": lambda: (search_proxy.search_table(list(range(sizes.proxy_seeds)), sizes.proxy_trials),
-                           NOTES["search"].format(epochs=search_proxy.loss_space().max_epochs,
-                                                   seeds=sizes.proxy_seeds)),
+        "search": lambda: _search(sizes.replay_seeds),
     }
     for name in TABLES:  # in this order: the data table needs the training table's rates
         if name in skip:

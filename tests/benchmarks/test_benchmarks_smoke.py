@@ -9,21 +9,20 @@ import json
 import math
 import sys
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
 from benchmarks import run as bench
 from benchmarks.overhead import TINY_TRAINING, overhead_space, time_command
-from benchmarks.search_proxy import final_mse, proxy_mse
+from benchmarks.replay import BUDGET, METHODS
 from benchmarks.training import Budget, concurrency_table
 from simvp_core.config import TrainConfig
 
 TINY_MODEL = {"c_s": 4, "c_t": 8, "n_t": 2}
 SIZES = bench.Sizes(presets=["simvpv2", "poolformer"], paths=["plain", "fast", "fast+bf16"],
                     budget=Budget(1, 2), augment_kinds=["none", "crop+flip"], data_batches=2,
-                    eval_n=4, eval_batch=4, windows=2, proxy_seeds=2, proxy_trials=6, isolate=False,
+                    eval_n=4, eval_batch=4, windows=2, replay_seeds=2, isolate=False,
                     batch_size=4)
 
 
@@ -87,28 +86,13 @@ def test_concurrency_needs_a_gpu_and_says_so_on_cpu(result):
     assert table["rows"] == [] and "GPU" in table["skipped"]
 
 
-def test_search_table_is_labelled_a_proxy_and_the_grid_spends_its_whole_budget(result):
+def test_search_table_replays_the_recorded_curves_for_every_method(result):
     table = result[0]["tables"]["search"]
-    assert "PROXY" in table["note"]
-    grid, tpe, tpe_sh = table["rows"]
-    assert grid["trial-epochs spent"] == 30 * 100
-    assert tpe["trial-epochs spent"] == SIZES.proxy_trials * 100
-    assert tpe_sh["trial-epochs spent"] < tpe["trial-epochs spent"]  # pruning stopped some trials
-    assert grid["trial-epochs to within 2%"] is not None  # the grid always finds its own best
-    for row in (grid, tpe, tpe_sh):
-        reached = row["trial-epochs to within 2%"]
-        assert reached is None or 0 < reached <= row["trial-epochs spent"]
-        if reached is not None:
-            assert row["grid total / to within 2%"] == pytest.approx(3000 / reached)
-
-
-def test_proxy_curves_fall_to_their_final_value_best_at_the_papers_setting():
-    rng = np.random.default_rng(0)
-    values = [proxy_mse(0.5, 0.1, epoch, rng) for epoch in (1, 10, 100)]
-    assert values[0] > values[1] > values[2]
-    last = [proxy_mse(1.0, 0.5, 100, rng) for _ in range(200)]
-    assert np.mean(last) == pytest.approx(final_mse(1.0, 0.5), rel=0.005)
-    assert final_mse(0.5, 0.1) < final_mse(0.0, 0.0) < final_mse(1.0, 0.5)
+    assert "curves.parquet" in table["note"]
+    assert [r["search"] for r in table["rows"]] == [m.name for m in METHODS]
+    for row in table["rows"]:
+        assert 0 < row["spent"] <= BUDGET
+        assert row["reached 2.0%"].endswith(f"/{SIZES.replay_seeds}")
 
 
 def test_concurrency_table_on_cpu_reports_each_count_relative_to_one_trial():
