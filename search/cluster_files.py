@@ -10,7 +10,6 @@ whole internet, and an on-premises worker that is also the head (or listed twice
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
+from simvp_core.oneline import OneLineParser
 
 
 def _ray_message(error: Exception) -> str:
@@ -162,7 +162,7 @@ def _located(error: Exception, raw: dict[str, Any]) -> Exception:
 
 def main(argv: list[str] | None = None) -> int:
     """Check each file; 0 when all pass, 2 when any is rejected or unreadable."""
-    parser = argparse.ArgumentParser(prog="python -m search.cluster_files",
+    parser = OneLineParser(prog="python -m search.cluster_files",
                                      description="Validate Ray cluster launcher files offline.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="e.g. ray_cluster.yaml")
     args = parser.parse_args(argv)

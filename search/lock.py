@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from search import layout
+from simvp_core.oneline import short_path
 
 
 class LockHeld(Exception):
@@ -90,18 +91,19 @@ def read(run_dir: Path, tries: int = 10) -> dict[str, Any] | None:
 
 
 def describe(info: dict[str, Any]) -> str:
-    return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')}, "
-            f"since {info.get('since', '?')}")
+    """The holder in a few words (each field cut short: the lock file may hold anything)."""
+    return (f"pid {str(info.get('pid', '?'))[:12]} on host {str(info.get('host', '?'))[:40]}, "
+            f"since {str(info.get('since', '?'))[:32]}")
 
 
 def _refusal(run_dir: Path, info: dict[str, Any]) -> str:
     path = Path(run_dir) / layout.LOCK_FILE
     state = alive(info) if info else None
     if state:
-        return (f"{run_dir} is in use by a running search of the same name ({describe(info)}); "
-                f"wait for it, or stop it with: kill -INT {info['pid']}")
-    return (f"{run_dir} is locked by a search this machine cannot check ({describe(info)}); if no "
-            f"search of this name runs there any more, remove the lock with: rm {path}")
+        return (f"{short_path(run_dir)} is in use by a running search of the same name "
+                f"({describe(info)}); wait for it, or stop it with: kill -INT {info['pid']}")
+    return (f"locked by a search this machine cannot check ({describe(info)}); if no search of this "
+            f"name runs there any more, remove the lock: rm {short_path(path)}")
 
 
 def check(run_dir: Path, takeover: bool = False) -> None:
@@ -114,8 +116,8 @@ def check(run_dir: Path, takeover: bool = False) -> None:
     if state is False and takeover:
         return
     if state is False:
-        raise LockHeld(f"{run_dir} holds a stale lock ({describe(info)}, no longer running); "
-                       "pass --resume to continue that search")
+        raise LockHeld(f"{short_path(run_dir)} holds a stale lock ({describe(info)}, no longer "
+                       "running); pass --resume to continue that search")
     raise LockHeld(_refusal(run_dir, info))
 
 
@@ -192,7 +194,8 @@ def acquire(run_dir: Path, takeover: bool = False, log: Callable[[str], Any] = p
         if seen == read(run_dir, tries=1):
             log(f"lock: taking over the stale lock of a search that no longer runs ({describe(seen)})")
             _remove_stale(path, seen)
-    raise LockHeld(f"{run_dir}: could not take {layout.LOCK_FILE} (other searches keep taking it)")
+    raise LockHeld(f"{short_path(run_dir)}: could not take {layout.LOCK_FILE} (other searches keep "
+                   "taking it)")
 
 
 __all__ = ["LockHeld", "Lock", "acquire", "check", "read", "alive", "describe", "holder_info"]

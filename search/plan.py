@@ -13,11 +13,13 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from search import cluster, layout, resume
+from simvp_core.oneline import OneLineParser, short_path
 
 if TYPE_CHECKING:
     from search.space import SearchSpec
@@ -63,7 +65,7 @@ class Plan:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m search.run", description=DESCRIPTION)
+    p = OneLineParser(prog="python -m search.run", description=DESCRIPTION)
     p.add_argument("space", help="a space file, e.g. spaces/smoke.yaml")
     p.add_argument("--smoke", action="store_true", help="the space scaled to CPU minutes (<= 4 trials)")
     p.add_argument("--dry-run", action="store_true",
@@ -132,16 +134,17 @@ def _previous(resuming: bool, run_dir: Path, tune_path: str, spec: SearchSpec,
     be new or empty."""
     if not resuming:
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise UsageError(f"{run_dir} already holds a search named {run_dir.name!r}; pass --resume "
-                             "to continue it, or --name NEW to start another")
+            raise UsageError(f"{short_path(run_dir)} already holds a search named {_cut(run_dir.name)}; "
+                             "pass --resume to continue it, or --name NEW to start another")
         return {}
     previous = resume.previous_search(run_dir, tune_path)
     if previous is None:
-        raise UsageError(f"--resume: nothing to resume at {run_dir} (no experiment.json or no Tune "
-                         f"state in {tune_path}); run without --resume to start the search")
+        raise UsageError(f"--resume: nothing to resume at {short_path(run_dir)} (no experiment.json or "
+                         f"no Tune state in {short_path(tune_path)}); run without --resume to start the "
+                         "search")
     if not resume.same_space(previous, spec):
-        raise UsageError(f"--resume: {space_file} no longer says what {run_dir} was started with "
-                         "(space file or --smoke changed); restore it, or start a new --name")
+        raise UsageError(f"--resume: {short_path(space_file)} no longer says what {short_path(run_dir)} "
+                         "was started with (space file or --smoke changed); restore it, or start a new --name")
     return previous
 
 
@@ -153,11 +156,16 @@ STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # as a space file's `experiment` (search.space.schema)
 
 
+def _cut(text: str, limit: int = 60) -> str:
+    """repr(text), its end cut off past `limit` characters: a refusal quoting what was typed stays short."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
 def check_name(name: str) -> str:
     """The run name, as both a real run and --dry-run check it: a plain folder name (letters,
     digits, '_', '.', '-'; not '.' or '..') that is not one of the storage folder's own files."""
     if not _PLAIN_NAME.fullmatch(name) or name in (".", ".."):
-        raise UsageError(f"--name {name!r}: expected a plain folder name (letters, digits, '_', '.', "
+        raise UsageError(f"--name {_cut(name)}: expected a plain folder name (letters, digits, '_', '.', "
                          "'-'; no path separators, not '.' or '..'), e.g. --name my-search")
     if name.casefold() in (n.casefold() for n in STORAGE_LEVEL_NAMES):
         raise UsageError(f"--name {name!r}: the storage folder keeps its own {name} beside the run "
@@ -170,8 +178,9 @@ def check_storage_path(storage: str) -> None:
     if is_uri(storage):
         scheme = storage.split("://", 1)[0].lower()
         if scheme not in STORAGE_SCHEMES:
-            raise UsageError(f"--storage {storage}: unsupported URI scheme {scheme + '://'!r}; expected "
-                             f"a local folder or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
+            raise UsageError(f"--storage {short_path(storage)}: unsupported URI scheme "
+                             f"{_cut(scheme + '://')}; expected a local folder or one of "
+                             f"{', '.join(s + '://' for s in STORAGE_SCHEMES)}")
         return
     _check_writable_folder("--storage", Path(storage))
 
@@ -181,26 +190,28 @@ def check_reports_dir(reports_dir: Path, name: str) -> None:
     _check_writable_folder("--reports-dir", reports_dir)
     md, figures = reports_dir / f"{name}.md", reports_dir / name
     if md.is_dir():
-        raise UsageError(f"--reports-dir {reports_dir}: {md} is a folder, where the report goes; "
-                         "move it away or choose another --reports-dir")
+        raise UsageError(f"--reports-dir {short_path(reports_dir)}: {short_path(md)} is a folder, where "
+                         "the report goes; move it away or choose another --reports-dir")
     if figures.exists() and not figures.is_dir():
-        raise UsageError(f"--reports-dir {reports_dir}: {figures} is a file, where the report's "
-                         "figures go; move it away or choose another --reports-dir")
+        raise UsageError(f"--reports-dir {short_path(reports_dir)}: {short_path(figures)} is a file, "
+                         "where the report's figures go; move it away or choose another --reports-dir")
 
 
 def _check_writable_folder(flag: str, folder: Path) -> None:
     """folder is a writable folder, or the nearest existing folder above it is (it is made later)."""
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{flag} {folder}: an existing file, not a folder; pass a folder")
+        raise UsageError(f"{flag} {short_path(folder)}: an existing file, not a folder; pass a folder")
     existing = folder.absolute()
     while not existing.exists():  # the part of the path that is already there
         existing = existing.parent
     if not existing.is_dir():
-        raise UsageError(f"{flag} {folder}: {existing} is a file, so no folder can be made under it; "
-                         "pass a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {folder}: {existing} is not writable by this user; pass a writable "
-                         "folder or fix its permissions")
+        raise UsageError(f"{flag} {short_path(folder)}: {short_path(existing)} is a file, so no folder "
+                         "can be made under it; pass a folder")
+    try:  # a real try, not os.access: root passes that on read-only and special file systems (/proc)
+        os.rmdir(tempfile.mkdtemp(prefix=".simvp-write-check-", dir=existing))
+    except OSError as e:
+        raise UsageError(f"{flag} {short_path(folder)}: {short_path(existing)} is not writable "
+                         f"({e.strerror}); pass a writable folder or fix its permissions") from e
 
 
 def is_uri(storage: str) -> bool:
@@ -229,11 +240,11 @@ def check_local_resources(spec: SearchSpec) -> None:
     """An embedded Ray has this machine's CPUs and GPUs; a trial asking for more never starts."""
     cpus = os.cpu_count() or 1
     if spec.cpu > cpus:
-        raise UsageError(f"{spec.path}: resources.cpu is {spec.cpu:g} per trial but this machine has "
-                         f"{cpus} CPUs; use --smoke (1 CPU per trial) or join a cluster with --address")
+        raise UsageError(f"{short_path(spec.path)}: resources.cpu is {spec.cpu:g} per trial but this "
+                         f"machine has {cpus} CPUs; use --smoke (1 CPU per trial) or join a cluster with --address")
     if spec.gpu > 0 and spec.gpu > (gpus := local_gpus()):
-        raise UsageError(f"{spec.path}: resources.gpu is {spec.gpu:g} per trial but this machine has "
-                         f"{gpus} GPUs; use --smoke (CPU only) or join a cluster with --address")
+        raise UsageError(f"{short_path(spec.path)}: resources.gpu is {spec.gpu:g} per trial but this "
+                         f"machine has {gpus} GPUs; use --smoke (CPU only) or join a cluster with --address")
 
 
 def local_gpus() -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -92,7 +92,7 @@ def _status(trial: Trial, last: dict, epochs_run: int, epochs: int, spec: Search
 
 def _error_message(trial: Trial) -> str:
     """The last line of the trial's error.txt (the exception), or a placeholder."""
-    for path in (Path(trial.path or "") / "error.txt", Path(getattr(trial, "error_file", "") or "")):
+    for path in _error_files(trial):
         try:
             lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
         except OSError:
@@ -100,6 +100,19 @@ def _error_message(trial: Trial) -> str:
         if lines:
             return lines[-1][:2000]
     return "the trial raised an error (no error.txt found)"
+
+
+def _error_files(trial: Trial) -> Iterator[Path]:
+    """Where the trial's error.txt may be: its folder, then Tune's `error_file`, asked only when
+    needed: once Ray is shut down (as when the results are written) that property asserts."""
+    if trial.path:
+        yield Path(trial.path) / "error.txt"
+    try:
+        error_file = getattr(trial, "error_file", None)
+    except (AssertionError, RuntimeError):
+        return
+    if error_file:
+        yield Path(error_file)
 
 
 def _float(value: Any) -> float:

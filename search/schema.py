@@ -4,12 +4,12 @@ The committed copy is spaces/space.schema.json (every shipped space names it on 
 editors); `--check` exits 1 when that copy is stale.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from search.space.schema import json_schema
+from simvp_core.oneline import OneLineParser
 
 COMMITTED = Path(__file__).resolve().parents[1] / "spaces" / "space.schema.json"
 
@@ -20,7 +20,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.schema", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m search.schema", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help=f"compare with {COMMITTED.name} instead of printing")
     args = parser.parse_args(argv)
     if not args.check:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from simvp_core.atomic import atomic_file
 from simvp_core.models import SimVP, build_model
 from simvp_core.presets import MODEL_FIELDS, PRESETS, ModelConfig
+from simvp_core.oneline import OneLineParser
 
 FORMAT = "simvp-model/1"
 LIGHTNING_PREFIX = "model."
@@ -288,7 +289,7 @@ def to_openstl(src: str | Path, out: str | Path) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m simvp_core.convert",
+    parser = OneLineParser(prog="python -m simvp_core.convert",
                                      description="Convert SimVP checkpoints to and from OpenSTL's.")
     sub = parser.add_subparsers(dest="direction", required=True)
     into = sub.add_parser("from-openstl", help="OpenSTL checkpoint (Lightning .ckpt or state dict) -> our model file")

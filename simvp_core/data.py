@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +35,7 @@ SAMPLE = "sample"  # the literal data_dir that selects the small sample shipped 
 SAMPLE_FILE = Path(__file__).parent / "sample" / "mnist_sample.npz"
 TEST_SEQ_FILE = "mnist_test_seq.npy"
 TEST_SET_STANDARD = "mnist_test_seq.npy (standard Moving MNIST test set)"
+LINE_CHARS = 290  # an error line's budget: under 300 with the CLIs' "error: " in front
 
 NUM_FRAMES = 20
 INPUT_FRAMES = 10
@@ -115,8 +116,8 @@ def check_md5(path: str | Path, expected: str, fix: str) -> None:
     """Raise ChecksumError (one line: the file, both sums, `fix`) unless path hashes to expected."""
     actual = file_md5(path)
     if actual != expected:
-        raise ChecksumError(f"{short_path(path, 64)}: md5 {actual}, expected {expected} (truncated, "
-                            f"corrupt or not the official file); {fix}")
+        raise ChecksumError(f"{short_path(path, 64)}: md5 {actual}, expected {expected} (corrupt, "
+                            f"truncated or another file); {fix}")
 
 
 def load_mnist(split: str = "train", data_dir: str | Path | None = None,
@@ -137,17 +138,24 @@ def load_mnist(split: str = "train", data_dir: str | Path | None = None,
         path = found.resolve()
         images = _read_idx_images(str(path), path.stat().st_mtime_ns)  # its errors say more
         check_md5(path, (md5s or {**MNIST_MD5, **UNPACKED_MD5})[found.name],
-                  f"delete it and run: python -m simvp_core.data fetch --data-dir {short_path(folder, 44)}")
+                  f"delete it and run python -m simvp_core.data fetch --data-dir {short_path(folder, 40)}")
         return torch.from_numpy(images.copy())
-    raw, name = folder / MNIST_RAW, _IMAGE_FILES[split]
-    where = folder.resolve()
-    missing = "" if folder.is_dir() else " (the folder does not exist)"
-    raise DataNotFoundError(
-        f"MNIST {split} images not found: looked for {raw.resolve() / name}.gz (or unpacked "
-        f"{name}) under data dir {where}{missing}; fix: pass --data-dir DIR, set {ENV_DATA_DIR}=DIR, "
-        f"run python -m simvp_core.data fetch --data-dir {folder}, or copy the four MNIST files "
-        f"({_MNIST_FILES}) into {where / MNIST_RAW} (or use --data-dir {SAMPLE} for the small "
-        "bundled sample)")
+    raw, name = (folder / MNIST_RAW).resolve(), _IMAGE_FILES[split]
+    missing = "" if folder.is_dir() else " (no such folder)"
+    raise DataNotFoundError(fit_paths(lambda cut: (
+        f"MNIST {split} images not found: no {name}.gz in {cut(raw)}{missing}; fix: "
+        f"`python -m simvp_core.data fetch --data-dir {cut(folder)}`, or --data-dir DIR (or "
+        f"{ENV_DATA_DIR}) holding MNIST/raw, or --data-dir {SAMPLE} (bundled sample)")))
+
+
+def fit_paths(build: Callable[[Callable[[str | Path], str]], str], budget: int = LINE_CHARS) -> str:
+    """build(cut) with the longest path cut (short_path limit) that keeps the line within budget, so
+    an error stays one readable line however deep its paths are."""
+    for limit in (200, 80, 60, 44, 32, 24):
+        line = build(lambda path, limit=limit: short_path(path, limit))
+        if len(line) <= budget:
+            break
+    return line
 
 
 @lru_cache(maxsize=8)
@@ -161,18 +169,18 @@ def _read_idx_images(path: str, mtime_ns: int) -> np.ndarray:
         else:
             data = Path(path).read_bytes()
     except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{path}: cannot decompress ({e}); replace it with an intact copy "
-                         f"of the MNIST file") from e
+        raise ValueError(f"{short_path(path, 64)}: cannot decompress ({e}); replace it with an "
+                         f"intact copy of the MNIST file") from e
     if len(data) < 16:
-        raise ValueError(f"{path}: only {len(data)} bytes, too short for an IDX header; "
-                         f"replace it with an intact copy of the MNIST file")
+        raise ValueError(f"{short_path(path, 64)}: only {len(data)} bytes, too short for an IDX "
+                         f"header; replace it with an intact copy of the MNIST file")
     magic, n, rows, cols = (int(v) for v in np.frombuffer(data, ">u4", count=4))
     if magic != _IDX_IMAGES_MAGIC:
-        raise ValueError(f"{path}: IDX magic {magic:#010x}, expected {_IDX_IMAGES_MAGIC:#010x} "
-                         f"(an images file); check that it is the right MNIST file")
+        raise ValueError(f"{short_path(path, 64)}: IDX magic {magic:#010x}, expected "
+                         f"{_IDX_IMAGES_MAGIC:#010x} (an images file); check that it is the right MNIST file")
     if (rows, cols) != (28, 28) or len(data) != 16 + n * rows * cols:
-        raise ValueError(f"{path}: header says {n} images of {rows}x{cols} but the file holds "
-                         f"{len(data) - 16} data bytes (truncated or corrupt); replace it with "
+        raise ValueError(f"{short_path(path, 64)}: header says {n} images of {rows}x{cols} but the file "
+                         f"holds {len(data) - 16} data bytes (truncated or corrupt); replace it with "
                          f"an intact copy of the MNIST file")
     images = np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols)
     images.flags.writeable = False
@@ -392,7 +400,7 @@ __all__ = ["DataNotFoundError", "ChecksumError", "resolve_data_dir", "is_sample"
            "file_md5", "check_md5", "load_mnist", "bounce_positions", "generate_sequences",
            "generate_sequences_uint8", "to_float", "has_standard_test_set", "augment", "split_frames",
            "make_fixed_set", "load_test_set", "test_set_label", "TEST_SET_STANDARD", "SAMPLE",
-           "ENV_DATA_DIR", "MNIST_MD5", "MNIST_RAW"]
+           "ENV_DATA_DIR", "MNIST_MD5", "MNIST_RAW", "fit_paths", "LINE_CHARS"]
 
 if __name__ == "__main__":
     sys.exit(main())

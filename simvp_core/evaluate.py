@@ -20,6 +20,7 @@ from simvp_core.convert import ConvertError, load_model
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import count_params
 from simvp_core.trainer import TEST_SEED, resolve_device
+from simvp_core.oneline import OneLineParser
 
 EXIT_BAD_INPUT = 2
 
@@ -36,7 +37,7 @@ def evaluate_model(model: nn.Module, seqs: Tensor, batch_size: int, device: torc
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m simvp_core.evaluate",
+    parser = OneLineParser(prog="python -m simvp_core.evaluate",
                                      description="Evaluate a saved SimVP model on the Moving MNIST test set.")
     parser.add_argument("--checkpoint", required=True, help="our model file or a trainer checkpoint.pt")
     parser.add_argument("--data-dir", help="folder holding mnist_test_seq.npy or MNIST/raw/*.gz, fetched there "

@@ -10,7 +10,6 @@ may be the user's own copy, so the error names both sums and leaves deleting it 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import http.client
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from simvp_core import data
-from simvp_core.oneline import short_path
+from simvp_core.oneline import OneLineParser, short_path
 
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 TEST_SET_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
@@ -45,8 +44,23 @@ class FetchError(RuntimeError):
     """Every source of a file failed; `reasons` holds one 'url: why' per source."""
 
     def __init__(self, name: str, reasons: list[str], fix: str) -> None:
-        super().__init__(f"cannot fetch {name}: {'; '.join(reasons)}; fix: {fix}")
+        super().__init__(f"cannot fetch {name}: {brief(reasons, 100)}; fix: {fix}")
         self.reasons = reasons
+
+
+def brief(reasons: list[str], limit: int) -> str:
+    """The 'url: why' reasons in at most `limit` characters: whole if they fit, else each source by
+    its folder (the file is named already), else the distinct whys with the number of sources."""
+    whole = "; ".join(reasons)
+    if len(whole) <= limit:
+        return whole
+    pairs = [r.split(": ", 1) if ": " in r else [r, ""] for r in reasons]
+    by_folder = "; ".join(f"{url.rsplit('/', 1)[0]}/: {why}" for url, why in pairs)
+    if len(by_folder) <= limit:
+        return by_folder
+    whys = "; ".join(dict.fromkeys(why for _, why in pairs))
+    text = f"{len(reasons)} source{'s' if len(reasons) > 1 else ''}: {whys}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class _SourceFailed(Exception):
@@ -69,8 +83,7 @@ def fetch_mnist(data_dir: str | Path, mirrors: Sequence[str] | None = None,
     """
     raw = Path(data_dir) / data.MNIST_RAW
     mirrors = mnist_mirrors() if mirrors is None else list(mirrors)
-    fix = (f"set {ENV_MIRRORS}=URL[,URL...] to base URLs that hold the four files, or copy "
-           f"{', '.join(md5s)} into {raw}")
+    fix = f"set {ENV_MIRRORS}=URL[,URL...] to mirrors of the four files, or copy them into {short_path(raw, 64)}"
     missing = [name for name in md5s if not _present(raw / name, md5s[name], data_dir, stream)]
     for name in missing:
         download([f"{m.rstrip('/')}/{name}" for m in mirrors], raw / name, md5s[name], fix,
@@ -132,14 +145,13 @@ def ensure_mnist(data_dir: str | Path | None, allow_sample: bool, log: Callable[
         try:
             fetch_mnist(folder, md5s=md5s)
         except FetchError as e:
-            reasons = "; ".join(e.reasons)
+            why = brief(e.reasons, 48)
             if not allow_sample:
-                raise data.DataNotFoundError(
-                    f"MNIST not in {where} and fetching it failed ({reasons}); fix: run `{command}` "
-                    f"where the network is reachable, set {ENV_MIRRORS}=URL[,URL...] to mirrors of "
-                    f"the four files, copy them into {where / data.MNIST_RAW}, or pass --data-dir "
-                    f"(or set {data.ENV_DATA_DIR}) to a folder that holds them") from e
-            log(f"data: fetching MNIST failed ({reasons}); this space allows a fallback, so using "
+                raise data.DataNotFoundError(data.fit_paths(lambda cut: (
+                    f"MNIST not in {cut(where)} and fetching it failed ({why}); fix: `python -m "
+                    f"simvp_core.data fetch --data-dir {cut(shlex.quote(str(where)))}` online, or "
+                    f"{ENV_MIRRORS}=URL,..., or --data-dir (or {data.ENV_DATA_DIR}) with MNIST/raw"))) from e
+            log(f"data: fetching MNIST failed ({why}); this space allows a fallback, so using "
                 f"{SAMPLE_NOTE}; every result says 'bundled sample'; for real numbers run `{command}`")
             return data.SAMPLE
     checksums = {**data.UNPACKED_MD5, **md5s}
@@ -253,7 +265,7 @@ class _Progress:
 def main(argv: list[str] | None = None, mnist_md5s: Mapping[str, str] = data.MNIST_MD5,
          test_set_md5s: Mapping[str, str] = TEST_SET_MD5) -> int:
     """The `fetch` command. Exit codes: 0 done, 2 bad input, a refused file or no source worked."""
-    parser = argparse.ArgumentParser(prog="python -m simvp_core.data",
+    parser = OneLineParser(prog="python -m simvp_core.data",
                                      description="Download the data files, verified by md5.")
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help="the four MNIST files into DIR/MNIST/raw (and, with "

@@ -14,6 +14,7 @@ import sys
 
 from simvp_core.config import FIELD_TYPES, TrainConfig, choices, takes
 from simvp_core.data import DataNotFoundError
+from simvp_core.oneline import OneLineParser
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -21,8 +22,8 @@ EXIT_DIVERGED = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per TrainConfig field: type, choices, help and default from its declaration."""
-    parser = argparse.ArgumentParser(prog="python -m simvp_core.train",
-                                     description="Train one SimVP model on Moving MNIST.")
+    parser = OneLineParser(prog="python -m simvp_core.train",
+                           description="Train one SimVP model on Moving MNIST.")
     for name, info in TrainConfig.model_fields.items():
         base, _ = FIELD_TYPES[name]
         flag = "--" + name.replace("_", "-")

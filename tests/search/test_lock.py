@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from search import layout, lock
+from simvp_core.oneline import short_path
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = ("import sys, time; from pathlib import Path; from search import lock; "
@@ -103,7 +104,7 @@ def test_a_lock_from_another_host_is_refused_with_how_to_remove_it(tmp_path: Pat
     for takeover in (False, True):
         with pytest.raises(lock.LockHeld) as e:
             lock.acquire(tmp_path, takeover=takeover)
-        assert "elsewhere.example" in str(e.value) and f"rm {path}" in str(e.value)
+        assert "elsewhere.example" in str(e.value) and f"rm {short_path(path)}" in str(e.value)
     assert lock.read(tmp_path)["host"] == "elsewhere.example"
 
 
@@ -125,3 +126,17 @@ def test_the_lock_is_written_whole(tmp_path: Path) -> None:
     with lock.acquire(tmp_path):
         info = json.loads((tmp_path / layout.LOCK_FILE).read_text())
     assert set(info) == {"host", "pid", "pid_start", "since", "token"} and time.time() - start < 5
+
+
+def test_every_refusal_is_one_line_under_300_characters_however_deep_the_run_folder(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["a_run_folder_nested_far_below_the_storage_root"] * 8)
+    deep.mkdir(parents=True)
+    holders = {"live": lock.holder_info(), "dead": {**lock.holder_info(), "pid": 2**22 + 1},
+               "foreign": {"host": "h" * 64, "pid": 1, "since": "2026-12-02T00:00:00.000000+00:00"}}
+    for kind, info in holders.items():
+        (deep / layout.LOCK_FILE).write_text(json.dumps(info))
+        with pytest.raises(lock.LockHeld) as e:
+            lock.check(deep)
+        message = str(e.value)
+        assert len(str(deep)) > 300 and len(message) <= 300 and "\n" not in message, (kind, message)
+        assert str(tmp_path)[:12] in message, message  # the folder, cut in the middle

@@ -133,7 +133,7 @@ def test_bad_data_dir_and_empty_resume_exit_2_before_anything(tmp_path: Path, wr
     storage = tmp_path / "runs"
     assert run(space, "--storage", storage, "--data-dir", tmp_path / "empty") == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: MNIST") and str(tmp_path / "empty") in err
+    assert err.startswith("error: MNIST not in /") and "/empty and fetching it failed" in err
     assert run(space, "--storage", storage, "--resume") == 2
     err = capsys.readouterr().err
     assert "--resume: nothing to resume" in err and len(err.strip().splitlines()) == 1
@@ -161,8 +161,9 @@ def test_missing_data_is_fetched_and_offline_only_a_sample_fallback_space_runs_o
     with pytest.raises(UsageError) as info:
         fetch_data(None, allow_sample=False)
     message = str(info.value)
-    assert "\n" not in message and message.startswith(f"MNIST not in {cache}")
-    assert f"`python -m simvp_core.data fetch --data-dir {cache}`" in message
+    assert "\n" not in message and message.startswith(f"MNIST not in {str(cache)[:8]}")
+    assert f"`python -m simvp_core.data fetch --data-dir {str(cache)[:8]}" in message
+    assert f"/{cache.name}` online" in message and len(message) <= 290  # paths cut to fit one line
     assert capsys.readouterr().out.splitlines() == [fetching] and not cache.exists()
 
 
@@ -286,3 +287,47 @@ def test_a_storage_or_reports_dir_that_cannot_take_the_search_is_refused_before_
     assert proc.returncode == 2 and proc.stdout == ""
     assert _one_line(proc.stderr) == f"error: {cases[('--storage', a_file)]}; pass a folder"
     assert _snapshot(tmp_path) == before
+
+
+def test_refusals_naming_deep_paths_or_long_names_stay_one_line_under_300_characters(
+        tmp_path: Path, write_space, monkeypatch, capsys) -> None:
+    deep = tmp_path.joinpath(*["a_storage_folder_nested_far_below_the_root"] * 8)
+    a_file = deep / "a_file"
+    deep.mkdir(parents=True)
+    a_file.write_text("not a folder\n")
+    space = write_space(deep, "taken", {"lr": {"grid": [0.01]}})
+    (deep / "runs" / "taken").mkdir(parents=True)
+    (deep / "runs" / "taken" / "experiment.json").write_text("{}")
+    (deep / "reports" / "taken.md").mkdir(parents=True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    gpu = write_space(deep, "gpu", {"lr": {"grid": [0.01]}}, resources={"cpu": 1, "gpu": 1})
+    cases = {  # argv -> what the line still says
+        ("--storage", deep / "runs"): "already holds a search named 'taken'",
+        ("--storage", deep / "new", "--resume"): "nothing to resume at",
+        ("--storage", a_file): "an existing file, not a folder",
+        ("--storage", a_file / "sub" / "runs"): "is a file, so no folder can be made under it",
+        ("--storage", deep / "new", "--reports-dir", deep / "reports"): "/taken.md is a folder",
+        ("--storage", deep / "new", "--name", "x/" * 400): "--name 'x/x/",
+        ("--storage", "ftp" * 300 + "://host/runs"): "unsupported URI scheme",
+    }
+    for argv, words in cases.items():
+        assert run(space, *argv, "--dry-run") == 2, argv
+        line = _one_line(capsys.readouterr().err)
+        assert words in line, (argv, line)
+    assert run(gpu, "--storage", deep / "new", "--dry-run") == 2
+    assert "resources.gpu is 1 per trial" in _one_line(capsys.readouterr().err)
+    assert len(str(deep)) > 300 and not (deep / "new").exists()
+
+
+def test_a_bad_flag_value_and_a_folder_no_one_can_write_are_one_line_before_anything(
+        tmp_path: Path, write_space, capsys) -> None:
+    space = write_space(tmp_path, "flags", {"lr": {"grid": [0.01]}})
+    with pytest.raises(SystemExit) as info:
+        run(space, "--max-concurrent", "x", "--storage", tmp_path / "runs")
+    line = _one_line(capsys.readouterr().err)
+    assert info.value.code == 2 and "argument --max-concurrent: invalid int value: 'x'" in line
+    if Path("/proc/self").is_dir():  # root may write anywhere but /proc: os.access alone says yes
+        for dry in (("--dry-run",), ()):
+            assert run(space, "--storage", tmp_path / "runs", "--reports-dir", "/proc/simvp", *dry) == 2
+            assert "--reports-dir /proc/simvp: /proc is not writable (" in _one_line(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flags.yaml"]

@@ -94,3 +94,21 @@ def test_rows_are_written_in_column_order_sorted_by_trial_and_read_back(tmp_path
 
 def test_the_config_key_is_the_searched_values_without_the_seed() -> None:
     assert results.config_key({"lr": 0.1, "seed": 43, "act": "gelu"}) == '{"act": "gelu", "lr": 0.1}'
+
+
+class _ShutDownTrial(SimpleNamespace):
+    """A Tune trial read after ray.shutdown(): its error_file property asserts, as Ray's does."""
+
+    @property
+    def error_file(self) -> str:
+        raise AssertionError("Ray must be initialized to get the session dir.")
+
+
+def test_an_errored_trial_is_read_after_ray_shut_down(tmp_path: Path, spec) -> None:
+    t = trial(tmp_path / "tune", "t0", "ERROR", HISTORY[:1], HISTORY[0])
+    after = _ShutDownTrial(**vars(t))
+    row = results.trial_row(after, spec, tmp_path / "run")
+    assert (row["status"], row["status_detail"]) == ("errored", "RuntimeError: out of memory (after 0 retries)")
+    (tmp_path / "tune" / "t0" / "error.txt").unlink()
+    row = results.trial_row(_ShutDownTrial(**{**vars(t), "path": None}), spec, tmp_path / "run")
+    assert row["status_detail"].startswith("the trial raised an error (no error.txt found)")

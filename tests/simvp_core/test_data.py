@@ -102,7 +102,7 @@ def test_a_file_with_the_wrong_md5_is_refused_naming_it_and_both_sums(tmp_path, 
     assert isinstance(info.value, ValueError) and "\n" not in message
     expected = {**data.MNIST_MD5, **data.UNPACKED_MD5}[name]
     for part in (short_path(path.resolve(), 64), md5_of(path)[name], expected,
-                 f"python -m simvp_core.data fetch --data-dir {short_path(tmp_path, 44)}"):
+                 f"python -m simvp_core.data fetch --data-dir {short_path(tmp_path, 40)}"):
         assert part in message
 
 
@@ -155,8 +155,8 @@ def test_resolve_data_dir_order(monkeypatch, tmp_path):
 
 
 def _assert_helpful(message: str, folder: Path) -> None:
-    assert "\n" not in message
-    assert str(folder.resolve()) in message
+    assert "\n" not in message and len(message) <= data.LINE_CHARS, message
+    assert str(folder.resolve())[:8] in message and folder.name in message  # cut in the middle
     assert "train-images-idx3-ubyte.gz" in message or "t10k-images-idx3-ubyte.gz" in message
     assert "--data-dir" in message and "SIMVP_DATA_DIR" in message
     assert "python -m simvp_core.data fetch" in message
@@ -168,7 +168,18 @@ def test_missing_folder_raises_data_not_found_naming_it_and_the_fix(tmp_path):
         data.load_mnist("train", missing)
     assert isinstance(info.value, FileNotFoundError)
     _assert_helpful(str(info.value), missing)
-    assert "does not exist" in str(info.value)
+    assert "no such folder" in str(info.value) and len(str(info.value)) <= data.LINE_CHARS
+
+
+def test_data_not_found_under_a_deep_path_is_one_short_line_naming_where_and_the_fix(tmp_path):
+    deep = tmp_path.joinpath(*[f"level_{i:02d}_of_a_deeply_nested_data_folder" for i in range(8)])
+    deep.mkdir(parents=True)
+    with pytest.raises(data.DataNotFoundError) as info:
+        data.load_mnist("test", deep)
+    message = str(info.value)
+    assert len(str(deep)) > 300 and len(message) <= data.LINE_CHARS, message
+    assert "/MNIST/raw; fix: " in message and "t10k-images-idx3-ubyte.gz" in message
+    _assert_helpful(message, deep)
 
 
 def test_folder_from_env_var_without_files_is_named(monkeypatch, tmp_path):

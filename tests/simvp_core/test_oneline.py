@@ -1,6 +1,8 @@
 """simvp_core.oneline: paths cut in the middle for one-line errors."""
 
-from simvp_core.oneline import short_path
+import pytest
+
+from simvp_core.oneline import OneLineParser, short_path
 
 
 def test_short_path_keeps_short_paths_and_the_name_of_long_ones():
@@ -9,3 +11,30 @@ def test_short_path_keeps_short_paths_and_the_name_of_long_ones():
     cut = short_path(long, 64)
     assert len(cut) == 64 and cut.startswith("/x/x") and cut.endswith("/train-images-idx3-ubyte.gz")
     assert "..." in cut and len(short_path(long, 200)) == 200
+
+
+def test_a_usage_error_is_one_short_line_and_exit_2(capsys):
+    parser = OneLineParser(prog="python -m tool")
+    parser.add_argument("--epochs", type=int)
+    for argv, words in ((["--epochs", "1e20"], "argument --epochs: invalid int value: '1e20'"),
+                        (["--epochs", "9" * 5000 + "x"], "invalid int value"), (["--nope"], "unrecognized")):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.count("\n") == 1 and len(err) <= 300, err
+        assert err.startswith("error: python -m tool: ") and words in err
+        assert err.endswith("; see python -m tool --help\n")
+
+
+@pytest.mark.parametrize("module", ["simvp_core.train", "simvp_core.evaluate", "simvp_core.convert",
+                                    "simvp_core.fetch", "search.plan", "search.schema",
+                                    "search.cluster_files"])
+def test_every_cli_refuses_an_unknown_flag_in_one_line(module: str, capsys) -> None:
+    import importlib
+
+    mod = importlib.import_module(module)
+    parse = mod.build_parser().parse_args if hasattr(mod, "build_parser") else mod.main
+    with pytest.raises(SystemExit) as info:
+        parse(["--no-such-flag"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: python -m "), err

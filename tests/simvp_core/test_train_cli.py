@@ -73,9 +73,9 @@ def test_a_missing_data_folder_is_fetched_and_offline_says_how_to_fix_it(tmp_pat
     assert proc.stdout.splitlines()[0] == (f"data: no MNIST in {nowhere}; fetching it "
                                            f"(python -m simvp_core.data fetch --data-dir {nowhere})")
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: MNIST not in {nowhere} and fetching it failed")
-    for part in ("Connection refused", f"`python -m simvp_core.data fetch --data-dir {nowhere}`",
-                 "SIMVP_MNIST_MIRRORS", "SIMVP_DATA_DIR"):
+    assert len(lines) == 1 and len(lines[0]) <= 300 and lines[0].startswith("error: MNIST not in /")
+    for part in ("/nowhere and fetching it failed", "Connection refused", "/nowhere` online",
+                 "`python -m simvp_core.data fetch --data-dir /", "SIMVP_MNIST_MIRRORS", "SIMVP_DATA_DIR"):
         assert part in lines[0]
     assert not (tmp_path / "x").exists() and not nowhere.exists()
 
