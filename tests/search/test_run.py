@@ -391,9 +391,11 @@ def wait_running(driver: subprocess.Popen, run_dir: Path, record, timeout: float
     raise AssertionError(f"the driver did not get to a running trial (exit {driver.poll()})")
 
 
-def interrupted_then_resumed(sig: int, name: str, storage: Path, mnist_dir: Path, tmp_path: Path,
-                             write_space, ray_address: str, subprocess_env, tune_record,
-                             while_running=None) -> None:
+def interrupted(sig: int, name: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
+                ray_address: str, subprocess_env, tune_record, while_running=None,
+                resume: bool = True) -> None:
+    """A running grid search sent `sig`: its exit, results and MLflow runs; then, if `resume`,
+    its --resume to the end."""
     space = write_space(tmp_path, name, {"lr": {"grid": [0.01, 0.005]}}, {"algorithm": "grid"})
     run_dir = storage / name
     argv = [space, "--storage", storage, "--data-dir", mnist_dir, "--reports-dir", tmp_path / "reports"]
@@ -425,6 +427,8 @@ def interrupted_then_resumed(sig: int, name: str, storage: Path, mnist_dir: Path
     assert client.get_run(info["mlflow_parent_run_id"]).info.status == "KILLED"
     for run_id in df.loc[df["status"] == "stopped", "mlflow_run_id"]:
         assert client.get_run(run_id).info.status == "KILLED"
+    if not resume:
+        return
 
     assert run(*argv, "--resume") == 0
     df = results.read_results(run_dir)
@@ -450,15 +454,16 @@ def test_a_second_search_of_the_same_name_is_refused_and_sigint_exits_130(
         assert (run_dir / layout.LOCK_FILE).read_bytes() == held
         assert first.poll() is None
 
-    interrupted_then_resumed(signal.SIGINT, "sigint", storage, mnist_dir, tmp_path, write_space,
-                             ray_address, subprocess_env, tune_record, second_search)
+    interrupted(signal.SIGINT, "sigint", storage, mnist_dir, tmp_path, write_space, ray_address,
+                subprocess_env, tune_record, second_search)
 
 
-def test_sigterm_exits_143_and_the_search_resumes(
+def test_sigterm_exits_143_with_trials_checkpointed_and_runs_killed(
         ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
         subprocess_env, tune_record) -> None:
-    interrupted_then_resumed(signal.SIGTERM, "sigterm", storage, mnist_dir, tmp_path, write_space,
-                             ray_address, subprocess_env, tune_record)
+    """The same way out as SIGINT's (whose test also resumes), with SIGTERM's exit code."""
+    interrupted(signal.SIGTERM, "sigterm", storage, mnist_dir, tmp_path, write_space, ray_address,
+                subprocess_env, tune_record, resume=False)
 
 
 def test_a_search_whose_trials_all_errored_exits_1_with_its_results(
