@@ -1,4 +1,5 @@
-"""The report's figures: prediction strip (paper Table 6), learning curves, cost vs quality.
+"""The report's figures: prediction strip (paper Table 6), learning curves, cost vs quality, the
+study's parallel coordinates and its efficiency curve (best so far against trial-epochs spent).
 
 Each figure function builds a matplotlib `Figure` (no pyplot state) and `save` writes it at a fixed
 DPI without a software tag in the PNG, so regenerating a report from the same results gives the
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import cm, colormaps, colors
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -30,6 +31,9 @@ STRIP_MARGIN_INCHES = 0.1  # right and bottom
 STRIP_GAP_PIXELS = 2  # white between frames, in frame pixels
 CURVES_SIZE = (12.0, 6.5)
 COST_SIZE = (12.0, 5.0)
+PARALLEL_SIZE = (12.0, 5.5)
+EFFICIENCY_SIZE = (10.0, 5.0)
+LOG_SPAN = 10.0  # positive numeric values spanning at least this ratio get a log axis
 STATUS_STYLE = {  # linestyle, end marker
     "completed": ("-", None),
     "stopped": ("--", "x"),
@@ -230,4 +234,126 @@ def cost_figure(trials: pd.DataFrame) -> Figure:
         ax.set_title(f"test MSE vs {label}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
+    return fig
+
+
+def _axis_positions(values: pd.Series) -> tuple[np.ndarray, list[float], list[str]]:
+    """One parallel axis: each value's height in [0, 1] and the (heights, labels) of its ticks.
+
+    Numbers keep their scale (log when positive and spanning >= LOG_SPAN); anything else is a
+    category, evenly spaced in the order of its sorted labels. A missing value is NaN (a gap).
+    """
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().sum() == values.notna().sum() and numeric.notna().any():
+        x = numeric.to_numpy(dtype=float)
+        finite = x[np.isfinite(x)]
+        lo, hi = finite.min(), finite.max()
+        log = lo > 0 and hi / lo >= LOG_SPAN
+        f = np.log10 if log else (lambda v: v)
+        span = f(hi) - f(lo)
+        if span == 0:
+            return np.where(np.isfinite(x), 0.5, np.nan), [0.5], [f"{lo:.4g}"]
+        ticks = (np.logspace(np.log10(lo), np.log10(hi), 5) if log else np.linspace(lo, hi, 5))
+        return ((f(x) - f(lo)) / span, [float((f(t) - f(lo)) / span) for t in ticks],
+                [f"{t:.3g}" for t in ticks])
+    labels = sorted({str(v) for v in values.dropna()})
+    step = 1.0 / (len(labels) - 1) if len(labels) > 1 else 0.0
+    where = {label: (i * step if len(labels) > 1 else 0.5) for i, label in enumerate(labels)}
+    heights = np.array([where[str(v)] if pd.notna(v) else np.nan for v in values], dtype=float)
+    return heights, list(where.values()), labels
+
+
+def parallel_coordinates(trials: pd.DataFrame, names: list[str], metric: str, mode: str) -> Figure:
+    """One vertical axis per searched parameter and one for the metric; a line per trial, coloured
+    by its metric (brighter is better); trials stopped early thin, grey and dashed, with their last
+    value; errored, diverged and metric-less trials left out and counted in the title."""
+    fig = Figure(figsize=PARALLEL_SIZE, layout="constrained")
+    ax = fig.subplots()
+    value = pd.to_numeric(trials[metric], errors="coerce").astype(float)
+    shown = trials[trials["status"].isin(["completed", "stopped"]) & np.isfinite(value)]
+    left_out = len(trials) - len(shown)
+    columns = [*names, metric]
+    heights = np.column_stack([_axis_positions(shown[c])[0] for c in columns]) if len(shown) else \
+        np.empty((0, len(columns)))
+    xs = np.arange(len(columns), dtype=float)
+    metric_values = value[shown.index].to_numpy()
+    done = (shown["status"] == "completed").to_numpy()
+    coloured = metric_values[done] if done.any() else metric_values  # the colours span completed trials
+    norm = colors.Normalize(coloured.min(), coloured.max()) if len(coloured) else colors.Normalize(0, 1)
+    cmap = colormaps["viridis_r" if mode == "min" else "viridis"]
+    for i in np.argsort(-metric_values if mode == "min" else metric_values):  # best drawn last
+        if done[i]:
+            ax.plot(xs, heights[i], color=cmap(norm(metric_values[i])), linewidth=1.6, alpha=0.9,
+                    zorder=3, gid="trial")
+        else:
+            ax.plot(xs, heights[i], color="grey", linestyle="--", linewidth=0.8, alpha=0.6, zorder=2,
+                    gid="trial")
+    for x, column in zip(xs, columns):
+        ax.axvline(x, color="black", linewidth=0.8, zorder=1)
+        _, ticks, labels = _axis_positions(shown[column]) if len(shown) else ([], [], [])
+        for tick, label in zip(ticks, labels):
+            ax.text(x - 0.02, tick, label, ha="right", va="center", fontsize=7,
+                    bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=0.5), zorder=4)
+    ax.set_xticks(xs, columns)
+    ax.set_xlim(-0.4, len(columns) - 0.8)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01,
+                 label=f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)")
+    handles = [Line2D([], [], color=cmap(0.5), linewidth=1.6, label=f"completed ({int(done.sum())})")]
+    if (~done).any():
+        handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8,
+                              label=f"stopped early, last value ({int((~done).sum())})"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.08), ncol=2, fontsize=8,
+              frameon=False)
+    note = f"; {left_out} errored, diverged or without {metric} not shown" if left_out else ""
+    ax.set_title(f"Searched parameters and {metric}, one line per trial{note}", fontsize=10)
+    return fig
+
+
+def end_order(trials: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """Trials in the order they ended (results' `ended`; a trial that never reported goes last),
+    and whether that order was known; else (results written before `ended`) in trial-id order."""
+    ended = pd.to_numeric(trials.get("ended", pd.Series(np.nan, index=trials.index)), errors="coerce")
+    known = bool(np.isfinite(ended).any())
+    ordered = trials.assign(_ended=ended).sort_values(["_ended", "trial_id"] if known else ["trial_id"],
+                                                       na_position="last", kind="stable")
+    return ordered.drop(columns="_ended"), known
+
+
+def efficiency_curve(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
+    """The search's own efficiency: best completed value so far against trial-epochs spent (every
+    trial's epochs, stopped and failed ones included), each trial's end marked."""
+    fig = Figure(figsize=EFFICIENCY_SIZE, layout="constrained")
+    ax = fig.subplots()
+    ordered, known = end_order(trials)
+    spent = pd.to_numeric(ordered["epochs_run"], errors="coerce").fillna(0).cumsum().to_numpy()
+    value = pd.to_numeric(ordered[metric], errors="coerce").to_numpy(dtype=float)
+    done = (ordered["status"] == "completed").to_numpy() & np.isfinite(value)
+    pick = np.fmin if mode == "min" else np.fmax
+    best = pick.accumulate(np.where(done, value, np.nan))
+    if done.any():
+        ax.step(spent, best, where="post", color="tab:blue", linewidth=2, label="best completed so far")
+        final = best[-1]
+        ax.axhline(final, color="tab:blue", linestyle=":", linewidth=1, label=f"final best {final:.4g}")
+        ax.scatter(spent[done], value[done], color="tab:blue", s=25, zorder=3, label="a trial completed")
+    stopped = (ordered["status"] == "stopped").to_numpy() & np.isfinite(value)
+    if stopped.any():
+        ax.scatter(spent[stopped], value[stopped], marker="x", color="grey", zorder=3,
+                   label="a trial stopped early (its last value)")
+    failed = ordered["status"].isin(["errored", "diverged"]).to_numpy()
+    for x in spent[failed]:
+        ax.axvline(x, color="tab:red", alpha=0.2, linewidth=0.8)
+    if failed.any():
+        ax.plot([], [], color="tab:red", alpha=0.4, label="a trial errored or diverged")
+    plain_ticks(ax.yaxis)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial-epochs spent" + ("" if known else " (trials in id order: end times not stored)"))
+    ax.set_ylabel(metric)
+    title = "Best completed trial so far against the epochs the search spent"
+    ax.set_title(title if done.any() else title + ": no trial completed", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -29,7 +29,8 @@ NUMERIC_COLUMNS = ("epochs_run", "repeat", "val_mse", "best_val_mse", "test_mse"
                    "test_ssim", "test_psnr", "n_params", "seconds", "epochs")
 STANDARD_TEST_SET = "mnist_test_seq.npy"  # how simvp_core.data labels the standard file
 PAPER_TEST_SIZE = 10_000
-FIGURE_FILES = ("predictions.png", "learning_curves.png", "cost.png")
+FIGURE_FILES = ("predictions.png", "learning_curves.png", "cost.png", "parallel_coordinates.png",
+                "efficiency.png")
 INDEX_MARK = re.compile(r"^<!-- index: (.*) -->$", re.MULTILINE)
 INDEX_INTRO = (
     "One report per search, generated from `runs/<name>/` by `python -m search.report "
@@ -110,7 +111,7 @@ def build_report(run_dir: Path, reports_dir: Path = Path("reports")) -> Path:
     sections = [
         _header(df, exp, name),
         _results(df, exp, blocks, varied),
-        _figures(df, run_dir, fig_dir, name, blocks, varied),
+        _figures(df, exp, run_dir, fig_dir, name, blocks, varied),
         _insight(df, exp, run_dir, blocks + varied),
         f"---\n\nRegenerate with `python -m search.report runs/{name}` (the report is a pure "
         f"function of `runs/{name}/`).",
@@ -221,8 +222,8 @@ def _results(df: pd.DataFrame, exp: dict[str, Any], blocks: list[str], varied: l
     return "\n\n".join(parts)
 
 
-def _figures(df: pd.DataFrame, run_dir: Path, fig_dir: Path, name: str, blocks: list[str],
-             varied: list[str]) -> str:
+def _figures(df: pd.DataFrame, exp: dict[str, Any], run_dir: Path, fig_dir: Path, name: str,
+             blocks: list[str], varied: list[str]) -> str:
     parts = ["## Figures"]
     strip, notes = _prediction_rows(df, run_dir, blocks, varied)
     parts += notes
@@ -245,6 +246,20 @@ def _figures(df: pd.DataFrame, run_dir: Path, fig_dir: Path, name: str, blocks: 
     figures.save(figures.cost_figure(df), fig_dir / "cost.png")
     parts.append(f"![Test MSE against size and training time]({name}/cost.png)\n\nEach point is a "
                  "trial; the red line is the Pareto front of completed trials (smaller and better).")
+    metric = exp.get("metric", "val_mse") if exp.get("metric", "val_mse") in df.columns else "val_mse"
+    mode = exp.get("mode", layout.direction(metric))
+    if blocks + varied:
+        figures.save(figures.parallel_coordinates(df, blocks + varied, metric, mode),
+                     fig_dir / "parallel_coordinates.png")
+        parts.append(f"![Parallel coordinates of the searched parameters]({name}/parallel_coordinates.png)"
+                     f"\n\nOne line per trial through its searched values, coloured by its {metric} "
+                     "(brighter is better); grey dashed: stopped early, at its last value.")
+    else:
+        parts.append("Nothing was searched, so no parallel coordinates.")
+    figures.save(figures.efficiency_curve(df, metric, mode), fig_dir / "efficiency.png")
+    parts.append(f"![Best so far against trial-epochs spent]({name}/efficiency.png)\n\nThe search's "
+                 f"efficiency: the best {metric} of a completed trial (single trials, repeats not "
+                 "averaged) against the trial-epochs spent, trials in the order they ended.")
     return "\n\n".join(parts)
 
 

@@ -67,6 +67,7 @@ def trial_row(trial: Trial, spec: SearchSpec, run_dir: Path) -> dict[str, Any]:
         "test_set": str(last.get("test_set", "")),
         "n_params": int(last["n_params"]) if "n_params" in last else None,
         "seconds": seconds + (_float(last.get("test_seconds")) if completed else 0.0),
+        "ended": _float(last.get("timestamp")),  # Tune's time of the last result: the end order
         "node_id": str(last.get("node_id", "")),
         "retries": retries,
         "history": json.dumps(history),

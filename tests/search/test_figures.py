@@ -147,3 +147,72 @@ def test_prediction_strip_has_one_labelled_row_per_entry():
     assert fig.axes[0].get_images()[0].get_array().max() == 1.0  # clipped
     assert tuple(fig.get_size_inches()) == figures.strip_size(2)
     assert fig.get_suptitle() == "title"
+
+
+# -- the study's pictures: parallel coordinates and the efficiency curve ---------------------------
+
+
+def study(n: int = 6) -> pd.DataFrame:
+    """n trials over lr (log-spread), act and lambda_gdl, ended in reverse id order; one stopped,
+    one errored, one without a metric."""
+    rng = np.random.default_rng(0)
+    rows = [row(f"t{i:02d}", val_mse=40.0 + i, lr=10 ** rng.uniform(-4, -1), act=["gelu", "starrelu"][i % 2],
+                lambda_gdl=float(i) / n) for i in range(n)]
+    df = pd.DataFrame(rows).assign(val_mse=lambda d: d["best_val_mse"], epochs_run=3,
+                                   ended=[100.0 - i for i in range(n)])
+    df.loc[1, ["status", "epochs_run", "val_mse"]] = ["stopped", 1, 80.0]
+    df.loc[2, "status"] = "errored"
+    df.loc[3, "val_mse"] = np.nan
+    return df
+
+
+def test_parallel_axes_keep_each_parameters_scale() -> None:
+    lr = pd.Series([1e-4, 1e-3, 1e-2])
+    heights, _, labels = figures._axis_positions(lr)
+    assert heights == pytest.approx([0.0, 0.5, 1.0])  # log axis: a decade per half
+    linear, _, _ = figures._axis_positions(pd.Series([1.0, 2.0, 4.0]))
+    assert linear == pytest.approx([0.0, 1 / 3, 1.0])
+    cats, ticks, names = figures._axis_positions(pd.Series(["starrelu", "gelu", "gelu"]))
+    assert names == ["gelu", "starrelu"] and list(cats) == [1.0, 0.0, 0.0] and ticks == [0.0, 1.0]
+    gap, _, _ = figures._axis_positions(pd.Series([0.1, None, 0.3]))
+    assert np.isnan(gap[1]) and figures._axis_positions(pd.Series([5, 5]))[0] == pytest.approx([0.5, 0.5])
+
+
+def test_parallel_coordinates_draw_completed_in_colour_and_stopped_apart() -> None:
+    df = study()
+    fig = figures.parallel_coordinates(df, ["lr", "act", "lambda_gdl"], "val_mse", "min")
+    ax = fig.axes[0]
+    trial_lines = [ln for ln in ax.get_lines() if ln.get_gid() == "trial"]
+    dashed = [ln for ln in trial_lines if ln.get_linestyle() == "--"]
+    assert len(trial_lines) == 4 and len(dashed) == 1  # 3 completed + 1 stopped; errored and NaN out
+    assert "2 errored, diverged or without val_mse not shown" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["lr", "act", "lambda_gdl", "val_mse"]
+    texts = {t.get_text() for t in ax.texts}
+    assert {"gelu", "starrelu"} <= texts
+    solid = sorted((ln for ln in trial_lines if ln.get_linestyle() == "-"), key=lambda ln: ln.get_ydata()[-1])
+    assert to_hex(solid[0].get_color()) == to_hex(figures.colormaps["viridis_r"](0.0))  # best: brightest
+
+
+def test_parallel_coordinates_draw_one_trial_and_one_parameter() -> None:
+    fig = figures.parallel_coordinates(study().iloc[[0]], ["act"], "val_mse", "max")
+    assert [len(ln.get_xdata()) for ln in fig.axes[0].get_lines() if ln.get_gid() == "trial"] == [2]
+
+
+def test_the_efficiency_curve_is_the_best_completed_value_so_far_in_end_order() -> None:
+    df = study()
+    ordered, known = figures.end_order(df)
+    assert known and list(ordered["trial_id"]) == [f"t{i:02d}" for i in reversed(range(6))]
+    ax = figures.efficiency_curve(df, "val_mse", "min").axes[0]
+    best = next(ln for ln in ax.get_lines() if ln.get_label() == "best completed so far")
+    x, y = best.get_xdata(), best.get_ydata()
+    assert list(x) == [3, 6, 9, 12, 13, 16]  # every trial's epochs, the stopped one's 1 included
+    assert list(y) == [45.0, 44.0, 44.0, 44.0, 44.0, 40.0]  # monotone; ends at the best completed
+    assert "trial-epochs spent" == ax.get_xlabel()
+    unordered = figures.efficiency_curve(df.drop(columns="ended"), "val_mse", "min").axes[0]
+    assert "id order" in unordered.get_xlabel()
+
+
+def test_the_efficiency_curve_of_a_search_without_a_completed_trial_says_so() -> None:
+    df = study().assign(status="stopped")
+    ax = figures.efficiency_curve(df, "val_mse", "min").axes[0]
+    assert ax.get_title().endswith("no trial completed")

@@ -4,6 +4,7 @@ broken folders give one clear error."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -39,7 +40,8 @@ def trial(trial_id: str, status: str = "completed", *, test: tuple | None = None
         "val_mse": val_mse, "val_mae": val_mse * 2, "val_ssim": 0.9, "val_psnr": 20.0,
         "best_val_mse": val_mse, "test_mse": mse, "test_mae": mae, "test_ssim": ssim,
         "test_psnr": psnr, "test_set": "generated stand-in: 100 sequences (test)",
-        "n_params": 1_234_567, "seconds": 10.0 * epochs_run, "node_id": "node-a", "retries": 0,
+        "n_params": 1_234_567, "seconds": 10.0 * epochs_run, "ended": math.nan, "node_id": "node-a",
+        "retries": 0,
         "history": json.dumps(history), "mlflow_run_id": "",
     }
 
@@ -236,7 +238,10 @@ def test_figures_open_with_expected_size_and_content(table4):
         "predictions.png": (round(width * figures.DPI), round(height * figures.DPI)),
         "learning_curves.png": tuple(round(s * figures.DPI) for s in figures.CURVES_SIZE),
         "cost.png": tuple(round(s * figures.DPI) for s in figures.COST_SIZE),
+        "parallel_coordinates.png": tuple(round(s * figures.DPI) for s in figures.PARALLEL_SIZE),
+        "efficiency.png": tuple(round(s * figures.DPI) for s in figures.EFFICIENCY_SIZE),
     }
+    assert set(expected) == set(report.FIGURE_FILES)
     for name, size in expected.items():
         assert f"](table4/{name})" in md
         with Image.open(fig_dir / name) as image:
@@ -267,7 +272,17 @@ def test_tiny_run_single_trial_without_test_metrics(tmp_path):
     assert row["MSE ↓"] == "–" and row["n"] == "1"
     assert "No stored predictions" in md
     assert (tmp_path / "reports" / "tiny" / "cost.png").is_file()
+    assert "](tiny/parallel_coordinates.png)" in md and "](tiny/efficiency.png)" in md
 
+
+def test_a_run_with_nothing_searched_and_nothing_completed_still_gets_its_report(tmp_path):
+    rows = [trial("s0", "stopped", epochs_run=1, lambda_ddr=0.0, batch_size=32),
+            trial("s1", "errored", epochs_run=2, lambda_ddr=0.0, batch_size=32)]
+    run_dir = make_run_dir(tmp_path, rows, name="fixed", searched=[], blocks=[], published=[])
+    md = build_report(run_dir, tmp_path / "reports").read_text()
+    assert "Nothing was searched, so no parallel coordinates." in md
+    assert "](fixed/efficiency.png)" in md and (tmp_path / "reports" / "fixed" / "efficiency.png").is_file()
+    assert not (tmp_path / "reports" / "fixed" / "parallel_coordinates.png").exists()
 
 def test_standard_test_set_is_named_without_a_warning(tmp_path):
     rows = table4_rows()[:2]
