@@ -248,19 +248,37 @@ def _axis_positions(values: pd.Series) -> tuple[np.ndarray, list[float], list[st
         x = numeric.to_numpy(dtype=float)
         finite = x[np.isfinite(x)]
         lo, hi = finite.min(), finite.max()
-        log = lo > 0 and hi / lo >= LOG_SPAN
+        log = lo > 0 and hi / lo >= LOG_SPAN and spread_logarithmically(finite)
         f = np.log10 if log else (lambda v: v)
         span = f(hi) - f(lo)
         if span == 0:
             return np.where(np.isfinite(x), 0.5, np.nan), [0.5], [f"{lo:.4g}"]
         ticks = (np.logspace(np.log10(lo), np.log10(hi), 5) if log else np.linspace(lo, hi, 5))
         return ((f(x) - f(lo)) / span, [float((f(t) - f(lo)) / span) for t in ticks],
-                [f"{t:.3g}" for t in ticks])
+                distinct_labels(ticks))
     labels = sorted({str(v) for v in values.dropna()})
     step = 1.0 / (len(labels) - 1) if len(labels) > 1 else 0.0
     where = {label: (i * step if len(labels) > 1 else 0.5) for i, label in enumerate(labels)}
     heights = np.array([where[str(v)] if pd.notna(v) else np.nan for v in values], dtype=float)
     return heights, list(where.values()), labels
+
+
+def spread_logarithmically(x: np.ndarray) -> bool:
+    """Whether positive values look log-spread (lr): their median nearer the range's geometric
+    than its arithmetic middle; two or fewer distinct values (a short grid) count as log-spread."""
+    if len(np.unique(x)) <= 2:
+        return True
+    lo, hi, median = x.min(), x.max(), np.log(np.median(x))
+    return abs(median - np.log(np.sqrt(lo * hi))) <= abs(median - np.log((lo + hi) / 2))
+
+
+def distinct_labels(ticks: np.ndarray) -> list[str]:
+    """The ticks with the fewest significant digits (4 or more) that tell them all apart."""
+    for digits in range(4, 9):
+        labels = [f"{t:.{digits}g}" for t in ticks]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
 
 
 def parallel_coordinates(trials: pd.DataFrame, names: list[str], metric: str, mode: str) -> Figure:
@@ -302,7 +320,8 @@ def parallel_coordinates(trials: pd.DataFrame, names: list[str], metric: str, mo
         ax.spines[side].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01,
                  label=f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)")
-    handles = [Line2D([], [], color=cmap(0.5), linewidth=1.6, label=f"completed ({int(done.sum())})")]
+    handles = [Line2D([], [], color=cmap(0.5), linewidth=1.6,
+                      label=f"completed, coloured by {metric} ({int(done.sum())})")]
     if (~done).any():
         handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8,
                               label=f"stopped early, last value ({int((~done).sum())})"))
@@ -350,6 +369,7 @@ def efficiency_curve(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
         ax.plot([], [], color="tab:red", alpha=0.4, label="a trial errored or diverged")
     plain_ticks(ax.yaxis)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(left=0)
     ax.set_xlabel("trial-epochs spent" + ("" if known else " (trials in id order: end times not stored)"))
     ax.set_ylabel(metric)
     title = "Best completed trial so far against the epochs the search spent"

@@ -172,6 +172,8 @@ def test_parallel_axes_keep_each_parameters_scale() -> None:
     assert heights == pytest.approx([0.0, 0.5, 1.0])  # log axis: a decade per half
     linear, _, _ = figures._axis_positions(pd.Series([1.0, 2.0, 4.0]))
     assert linear == pytest.approx([0.0, 1 / 3, 1.0])
+    uniform = pd.Series(np.linspace(0.004, 1.0, 50))  # spans 250x but is spread evenly: linear
+    assert figures._axis_positions(uniform)[0] == pytest.approx((uniform - 0.004) / 0.996)
     cats, ticks, names = figures._axis_positions(pd.Series(["starrelu", "gelu", "gelu"]))
     assert names == ["gelu", "starrelu"] and list(cats) == [1.0, 0.0, 0.0] and ticks == [0.0, 1.0]
     gap, _, _ = figures._axis_positions(pd.Series([0.1, None, 0.3]))
@@ -210,6 +212,9 @@ def test_the_efficiency_curve_is_the_best_completed_value_so_far_in_end_order() 
     assert "trial-epochs spent" == ax.get_xlabel()
     unordered = figures.efficiency_curve(df.drop(columns="ended"), "val_mse", "min").axes[0]
     assert "id order" in unordered.get_xlabel()
+    never_reported = df.assign(ended=[np.nan] + list(df["ended"][1:]))
+    ordered, known = figures.end_order(never_reported)
+    assert known and list(ordered["trial_id"])[-1] == "t00"  # no end time: last, not id order
 
 
 def test_the_efficiency_curve_of_a_search_without_a_completed_trial_says_so() -> None:

@@ -278,6 +278,8 @@ def test_tiny_run_single_trial_without_test_metrics(tmp_path):
 def test_a_run_with_nothing_searched_and_nothing_completed_still_gets_its_report(tmp_path):
     rows = [trial("s0", "stopped", epochs_run=1, lambda_ddr=0.0, batch_size=32),
             trial("s1", "errored", epochs_run=2, lambda_ddr=0.0, batch_size=32)]
+    for row in rows:
+        row["searched"] = "[]"
     run_dir = make_run_dir(tmp_path, rows, name="fixed", searched=[], blocks=[], published=[])
     md = build_report(run_dir, tmp_path / "reports").read_text()
     assert "Nothing was searched, so no parallel coordinates." in md
