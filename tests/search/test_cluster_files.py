@@ -92,12 +92,12 @@ BROKEN = {  # name: (file mutated, mutation, a fragment of Ray's message)
 }
 
 
-def write_broken(tmp_path: Path, name: str) -> Path:
-    """A copy of a shipped file with one BROKEN mutation applied, in tmp_path."""
-    source, mutate, _ = BROKEN[name]
+def write_broken(tmp_path: Path, name: str, table: dict = BROKEN, prefix: str = "broken") -> Path:
+    """A copy of a shipped file with one mutation of `table` (BROKEN or UNSAFE) applied, in tmp_path."""
+    source, mutate, _ = table[name]
     config = copy.deepcopy(load(source))
     mutate(config)
-    path = tmp_path / f"broken-{name}.yaml"
+    path = tmp_path / f"{prefix}-{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -233,11 +233,8 @@ UNSAFE = {  # name: (file mutated, mutation, a fragment of the message)
 
 @pytest.mark.parametrize("name", sorted(UNSAFE))
 def test_unsafe_copies_are_refused_with_the_fix(tmp_path: Path, name: str) -> None:
-    source, mutate, fragment = UNSAFE[name]
-    config = copy.deepcopy(load(source))
-    mutate(config)
-    path = tmp_path / f"unsafe-{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
+    fragment = UNSAFE[name][2]
+    path = write_broken(tmp_path, name, UNSAFE, "unsafe")
     with pytest.raises(ValueError) as caught:
         validate_cluster_file(path)
     message = str(caught.value)
