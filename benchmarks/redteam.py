@@ -40,7 +40,7 @@ from benchmarks.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 _COUNTER = itertools.count()
-CORPUS = REPO / "tests/search/broken_spaces"
+CORPUS = REPO / "tests/search/space/broken_spaces"
 MAX_LINE, MAX_RSS_MB, MAX_REFUSAL_S = 300, 2048, 20.0
 TINY = {"preset": "simvpv2", "c_s": 4, "c_t": 8, "n_t": 1, "train_size": 8, "val_size": 4,
         "test_size": 4, "batch_size": 4, "eval_batch_size": 4, "epochs": 2}

@@ -22,7 +22,7 @@ import ray
 from ray import tune
 from torch import Tensor
 
-from search import layout
+from search import runfolder as layout  # the run folder's names (search.runfolder)
 from simvp_core.trainer import DivergedError, Trainer
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""From the params to trials: the grid's points, and the define-by-run space Optuna samples from.
+"""The define-by-run space Optuna samples from (the grid's points are SearchSpec.grid_points).
 
 The same OptunaSpace serves algorithm optuna (TPE) and random (Optuna's RandomSampler), so both
 honour `when` conditions and points_to_evaluate alike.
@@ -13,32 +13,6 @@ if TYPE_CHECKING:
     import optuna
 
     from search.space.spec import Param, SearchSpec
-
-
-def expand(space: tuple[Param, ...]) -> list[dict[str, Any]]:
-    """The cartesian product in file order (first param slowest); a param whose condition fails is left out."""
-    points: list[dict[str, Any]] = [{}]
-    for p in space:
-        points = [new for pt in points
-                  for new in ([{**pt, p.name: v} for v in p.values] if p.applies(pt) else [pt])]
-    return unique(points)
-
-
-def unique(items: list) -> list:
-    """The items in order, each once (values may be dicts); hashed where possible, so linear."""
-    seen: set = set()
-    out: list = []
-    for x in items:
-        try:
-            key = frozenset(x.items()) if isinstance(x, dict) else x
-            if key in seen:
-                continue
-            seen.add(key)
-        except TypeError:  # unhashable: compared with the ones kept so far
-            if x in out:
-                continue
-        out.append(x)
-    return out
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The space file as pydantic models: its keys, their types, TrainConfig's bounds; and its JSON Schema.
+"""The space file as pydantic models: its keys, their types, TrainConfig's bounds (its JSON Schema: json_schema.py).
 
 Each TrainConfig field gets a param model holding only the kinds that fit its type, with every value
 and bound checked against the field's declaration. Cross-field rules are in rules.py.
@@ -7,10 +7,10 @@ and bound checked against the field's declaration. Cross-field rules are in rule
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
-from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 
-from search.layout import SEARCH_METRICS
+from search.metric import DEFAULT as DEFAULT_METRIC
+from search.metric import SEARCH_METRICS
 from simvp_core.config import FIELD_TYPES, Settings, whole, without_none
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "int")
@@ -18,9 +18,8 @@ VALUE_KINDS = ("grid", "choice")
 RANGE_KINDS = ("uniform", "loguniform", "int")
 ALGORITHMS = ("grid", "optuna", "random")
 SCHEDULERS = ("none", "asha")
-METRICS = SEARCH_METRICS  # validation metric -> direction, declared once in search.layout
+METRICS = SEARCH_METRICS  # validation metric -> direction, declared once in search.metric
 PUBLISHED_VALUES = ("mse", "mae", "ssim", "psnr", "params_m")
-SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
 
 
 class Section(BaseModel):
@@ -129,7 +128,7 @@ class SpaceFile(Section):
     space: Space = Field(default_factory=Space, description="the searched TrainConfig fields, in order")
     search: Search = Field(description="how trials are chosen: algorithm, num_samples, seed, ...")
     scheduler: Scheduler = Field(default_factory=lambda: Scheduler(type="none"), description="none or asha")
-    metric: Literal[tuple(METRICS)] = Field("val_mse", description="the validation metric trials are ranked on")
+    metric: Literal[tuple(METRICS)] = Field(DEFAULT_METRIC, description="the validation metric trials are ranked on")
     repeats: int = Field(1, ge=1, description="seeds per configuration (base.seed, base.seed + 1, ...)")
     resources: Resources = Field(default_factory=Resources, description="per trial")
     max_failures: int = Field(1, ge=0, description="retries of a trial that raised, from its checkpoint")
@@ -146,22 +145,3 @@ class SpaceFile(Section):
                         "(the reported test numbers would no longer be held out)",
                 "expected": f"a validation metric: {', '.join(METRICS)}"})
         return value
-
-
-class _Generator(GenerateJsonSchema):
-    """pydantic's JSON Schema less its noise: no titles echoing key names, no null default for a key
-    that may only be left out."""
-
-    def field_title_should_be_set(self, schema: Any) -> bool:
-        return False
-
-    def default_schema(self, schema: Any) -> dict[str, Any]:
-        result = super().default_schema(schema)
-        if "default" in result and result["default"] is None and {"type": "null"} not in result.get("anyOf", []):
-            del result["default"]
-        return result
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a space file, for editors (yaml-language-server) and other tools."""
-    return {"$schema": SCHEMA_URI, **SpaceFile.model_json_schema(schema_generator=_Generator)}

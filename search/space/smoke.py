@@ -9,15 +9,14 @@ from typing import Any
 
 from simvp_core.config import TrainConfig, declared
 from search.space.parse import parse_space
-from search.space.sampling import unique
 from search.space.schema import KINDS, VALUE_KINDS
-from search.space.spec import SearchSpec
+from search.space.spec import SearchSpec, unique
 
 SMOKE_CAPS: dict[str, int] = declared("smoke_max")
 SMOKE_TRIALS = 4
 
 
-def smoke(spec: SearchSpec) -> SearchSpec:
+def scale_to_smoke(spec: SearchSpec) -> SearchSpec:
     """SMOKE_CAPS on every trial, <= 4 trials, 1 CPU; the paper's published values are dropped
     (a 2-epoch toy model is no comparison for them)."""
     data = _smoke_dict(spec.to_dict())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from simvp_core.config import FIELD_TYPES, TrainConfig
-from search.space.sampling import expand
 from search.space.schema import VALUE_KINDS
+from simvp_core.config import FIELD_TYPES, TrainConfig
 
 UNSET = object()  # a value no param takes: 'not in this point'
 
@@ -79,6 +80,14 @@ class SearchSpec:
         """The searched parameter names, in file order."""
         return tuple(p.name for p in self.space)
 
+    @property
+    def searched(self) -> list[str]:
+        """The TrainConfig fields the trials vary: the params, and `seed` when configurations repeat."""
+        names = list(self.names)
+        if self.repeats > 1 and "seed" not in names:
+            names.append("seed")
+        return names
+
     def trial_config(self, params: dict[str, Any]) -> TrainConfig:
         """Base plus one trial's values; None means 'not applied' (a condition failed) and is dropped."""
         unknown = [name for name in params if name not in FIELD_TYPES]
@@ -127,16 +136,48 @@ class SearchSpec:
             "sample_fallback": self.sample_fallback,
         }
 
-    def smoke(self) -> SearchSpec:
-        """A copy that runs on a 2-core CPU in minutes (search.space.smoke)."""
-        from search.space.smoke import smoke  # smoke re-parses the space: it imports this module
+    def fingerprint(self) -> str:
+        """What the space file asks for, hashed: a resumed search must ask the same."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-        return smoke(self)
+
+def expand(space: tuple[Param, ...]) -> list[dict[str, Any]]:
+    """The cartesian product in file order (first param slowest); a param whose condition fails is left out."""
+    points: list[dict[str, Any]] = [{}]
+    for p in space:
+        points = [new for pt in points
+                  for new in ([{**pt, p.name: v} for v in p.values] if p.applies(pt) else [pt])]
+    return unique(points)
 
 
-def matches(match: dict[str, Any], config: TrainConfig) -> bool:
-    """Whether a trial's resolved config has every value of a published row's `match`."""
-    return all(same(getattr(config, k), v) for k, v in match.items())
+def unique(items: list) -> list:
+    """The items in order, each once (values may be dicts); hashed where possible, so linear."""
+    seen: set = set()
+    out: list = []
+    for x in items:
+        try:
+            key = frozenset(x.items()) if isinstance(x, dict) else x
+            if key in seen:
+                continue
+            seen.add(key)
+        except TypeError:  # unhashable: compared with the ones kept so far
+            if x in out:
+                continue
+        out.append(x)
+    return out
+
+
+def matches(match: dict[str, Any], config: Any) -> bool:
+    """Whether a configuration (a TrainConfig, or a mapping such as a results row) has every value
+    of a published row's `match`: the one rule the space's checks and the report's tables share."""
+    get = config.get if isinstance(config, dict) else (lambda k: getattr(config, k))
+    return all(same(plain(get(k)), v) for k, v in match.items())
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar (as pandas rows hold them) as the Python value it stands for."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)) else value
 
 
 def same(a: Any, b: Any) -> bool:

@@ -11,7 +11,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from benchmarks import replay
 from benchmarks.record_curves import GRID, MAX_EPOCHS, SEEDS, read_curves
-from search import driver
+from search.run import driver, searchers
 
 State = optuna.trial.TrialState
 
@@ -53,7 +53,7 @@ def test_curves_file_holds_the_whole_grid_and_the_command_that_regenerates_it():
 
 def test_a_replayed_trial_reports_one_recorded_run_epoch_by_epoch(curves):
     method = replay.Method("recorded TPE", lambda c, spec, rng: Recording(
-        replay.optuna_searcher(spec, "optuna", driver.ResumableOptunaSearch)))
+        replay.optuna_searcher(spec, "optuna", searchers.ResumableOptunaSearch)))
     outcome = replay.replay(curves, method, seed=3)
     assert len(outcome.searcher.results) == outcome.trials == 32
     for trial_id, results in outcome.searcher.results.items():
@@ -81,7 +81,7 @@ def recorded(told):
 
 
 def test_asha_after_tells_the_study_pruned_trials_with_their_epochs_before_tells_complete(curves):
-    after = replay.replay(curves, recorded(driver.ResumableOptunaSearch), seed=0)
+    after = replay.replay(curves, recorded(searchers.ResumableOptunaSearch), seed=0)
     before = replay.replay(curves, recorded(OptunaSearch), seed=0)
     for outcome in (after, before):
         assert outcome.stopped > 0 and outcome.spent <= replay.BUDGET
@@ -106,10 +106,10 @@ def test_asha_after_tells_the_study_pruned_trials_with_their_epochs_before_tells
 def test_the_replays_searchers_suggest_what_the_platforms_do(curves, algorithm, tmp_path):
     spec = curves.spec(7, (1, 3))
     spec = dataclasses.replace(spec, algorithm=algorithm)
-    plan = SimpleNamespace(spec=spec, name="replay", optuna_url=f"sqlite:///{tmp_path / 'optuna.db'}",
+    plan = SimpleNamespace(spec=spec, name="replay", run_dir=tmp_path,
                            max_concurrent=None)
     platform = driver.searcher(plan)
-    ours = replay.optuna_searcher(spec, algorithm, driver.ResumableOptunaSearch)
+    ours = replay.optuna_searcher(spec, algorithm, searchers.ResumableOptunaSearch)
     assert type(ours) is type(platform) and type(ours._sampler) is type(platform._sampler)
     for i in range(12):  # past TPE's 10 random start-up trials
         trial_id = f"t{i}"

@@ -12,7 +12,8 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from search import layout
+from search import runfolder
+from search.metric import METRICS
 from search.trainable import run_epochs
 from simvp_core.config import TrainConfig
 from simvp_core.data import load_mnist
@@ -55,25 +56,25 @@ def test_each_epoch_is_reported_with_a_checkpoint_the_last_with_test_metrics(fin
     report, folder = finished
     (first, first_files), (last, last_files) = report.calls
     assert (first["epoch"], last["epoch"]) == (1, 2)
-    assert first_files == [layout.HISTORY_FILE, layout.CHECKPOINT_FILE]
-    assert last_files == [layout.HISTORY_FILE, layout.PREDICTIONS_FILE, layout.CHECKPOINT_FILE]
-    assert not {f"test_{m}" for m in layout.METRICS} & set(first) and first["node_id"] == "n1"
-    assert {f"test_{m}" for m in layout.METRICS} <= set(last) and last["test_seconds"] > 0
+    assert first_files == [runfolder.HISTORY_FILE, runfolder.CHECKPOINT_FILE]
+    assert last_files == [runfolder.HISTORY_FILE, runfolder.PREDICTIONS_FILE, runfolder.CHECKPOINT_FILE]
+    assert not {f"test_{m}" for m in METRICS} & set(first) and first["node_id"] == "n1"
+    assert {f"test_{m}" for m in METRICS} <= set(last) and last["test_seconds"] > 0
     assert last["n_params"] > 0 and last["test_set"]
-    history = json.loads((folder / layout.HISTORY_FILE).read_text())
+    history = json.loads((folder / runfolder.HISTORY_FILE).read_text())
     assert [r["epoch"] for r in history] == [1, 2]
-    with np.load(folder / layout.PREDICTIONS_FILE) as npz:
+    with np.load(folder / runfolder.PREDICTIONS_FILE) as npz:
         assert {k: npz[k].shape for k in npz.files} == {k: (4, 10, 1, 64, 64)
                                                         for k in ("inputs", "targets", "preds")}
 
 
 def test_a_trainer_restored_after_its_last_epoch_only_makes_the_final_report(make, finished) -> None:
     restored = make()
-    restored.load_checkpoint(finished[1] / layout.CHECKPOINT_FILE)
+    restored.load_checkpoint(finished[1] / runfolder.CHECKPOINT_FILE)
     report = Recorder()
     run_epochs(restored, "val_mse", report, {})
     ((metrics, files),) = report.calls
-    assert metrics["epoch"] == 2 and "test_mse" in metrics and layout.PREDICTIONS_FILE in files
+    assert metrics["epoch"] == 2 and "test_mse" in metrics and runfolder.PREDICTIONS_FILE in files
 
 
 def test_a_diverged_trial_reports_nan_once_without_a_checkpoint_and_returns(make) -> None:

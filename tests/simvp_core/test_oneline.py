@@ -27,8 +27,8 @@ def test_a_usage_error_is_one_short_line_and_exit_2(capsys):
 
 
 @pytest.mark.parametrize("module", ["simvp_core.train", "simvp_core.evaluate", "simvp_core.convert",
-                                    "simvp_core.fetch", "search.plan", "search.schema",
-                                    "search.cluster_files"])
+                                    "simvp_core.fetch", "search.run.plan", "search.space.json_schema",
+                                    "search.cluster_files", "search.report.cli"])
 def test_every_cli_refuses_an_unknown_flag_in_one_line(module: str, capsys) -> None:
     import importlib
 

@@ -1,0 +1,5 @@
+import sys
+
+from search.report.cli import main
+
+sys.exit(main())

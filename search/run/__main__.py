@@ -1,0 +1,5 @@
+import sys
+
+from search.run.cli import main
+
+sys.exit(main())

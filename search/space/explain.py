@@ -1,0 +1,55 @@
+"""The plan of a search in words, for --dry-run: what runs, how it is chosen and stopped, what it costs."""
+
+from __future__ import annotations
+
+from simvp_core.config import TrainConfig, declared
+from search.space.schema import VALUE_KINDS
+from search.space.spec import Param, SearchSpec, show_when
+
+HEADLINE = tuple(declared("headline"))  # the settings every plan shows, default or not
+
+
+def explain(spec: SearchSpec) -> str:
+    """The plan: base, params, trials, scheduler, metric, resources, published rows, total cost."""
+    default = TrainConfig()
+    fixed = {k: v for k, v in spec.base.to_dict().items()
+             if k not in spec.names and (k in HEADLINE or getattr(default, k) != v)}
+    lines = [f"experiment: {spec.experiment}  ({spec.path})"]
+    if spec.description:
+        lines.append(f"  {spec.description}")
+    lines.append("base: " + " ".join(f"{k}={v}" for k, v in fixed.items())
+                 + "  (other fields: TrainConfig defaults)")
+    lines.append(f"space: {len(spec.space)} param(s)")
+    width = max((len(p.name) for p in spec.space), default=0)
+    for p in spec.space:
+        cond = f"  when {show_when(p.when)}" if p.when else ""
+        lines.append(f"  {p.name:<{width}}  {_show_param(p)}{cond}")
+    trials = spec.grid_points()
+    if spec.algorithm == "grid":
+        lines.append(f"search: grid, {len(trials)} trial(s)")
+    else:
+        lines.append(f"search: {spec.algorithm}, {spec.num_samples} samples, seed {spec.seed}, "
+                     f"{len(trials)} listed point(s) first")
+    for n, point in enumerate(trials, 1):
+        lines.append(f"  {n:>3}. " + (" ".join(f"{k}={v}" for k, v in point.items()) or "(base configuration)"))
+    if spec.scheduler == "asha":
+        lines.append(f"scheduler: asha (grace_period {spec.grace_period}, reduction_factor "
+                     f"{spec.reduction_factor}, max_epochs {spec.max_epochs})")
+    else:
+        lines.append("scheduler: none (every trial runs all its epochs)")
+    lines.append(f"metric: {spec.metric} ({spec.mode})")
+    seeds = f" (seeds {spec.base.seed}..{spec.base.seed + spec.repeats - 1})" if spec.repeats > 1 else ""
+    lines.append(f"repeats: {spec.repeats}{seeds}")
+    lines.append(f"resources per trial: cpu {spec.cpu:g}, gpu {spec.gpu:g}; max_failures {spec.max_failures}")
+    if spec.blocks:
+        lines.append(f"blocks: {', '.join(spec.blocks)}")
+    sources = sorted({row["source"] for row in spec.published})
+    lines.append(f"published: {len(spec.published)} row(s)" + (f" ({', '.join(sources)})" if sources else ""))
+    lines.append(f"total: {spec.total_trials()} trial(s), at most {spec.worst_case_epochs()} trial-epochs")
+    return "\n".join(lines)
+
+
+def _show_param(p: Param) -> str:
+    if p.kind in VALUE_KINDS:
+        return f"{p.kind} {list(p.values)}"
+    return f"{p.kind} [{p.low}, {p.high}]" + (f" step {p.step}" if p.step is not None else "")
