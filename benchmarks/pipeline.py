@@ -7,8 +7,8 @@ bottleneck. Evaluation is timed both through the four metrics alone and through 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 

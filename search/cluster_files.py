@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
+
 from simvp_core.oneline import OneLineParser
 
 

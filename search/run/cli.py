@@ -4,7 +4,7 @@ tracked in MLflow, written to `runs/<name>/`, reported in `reports/<name>.md`.""
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from search.run.plan import UsageError, dry_run, make_plan
 

@@ -50,7 +50,7 @@ class RunFolderError(ValueError):
 
 def timestamp() -> str:
     """Now, as experiment.json records its times: UTC, ISO 8601, to the second."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 # -- experiment.json -------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from search.runfolder import LOCK_FILE, timestamp
 from simvp_core.oneline import short_path

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from simvp_core.config import TrainConfig, declared
 from search.space.schema import VALUE_KINDS
 from search.space.spec import Param, SearchSpec, show_when
+from simvp_core.config import TrainConfig, declared
 
 HEADLINE = tuple(declared("headline"))  # the settings every plan shows, default or not
 

@@ -14,12 +14,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from simvp_core.config import TrainConfig
 from search.space import rules
 from search.space.errors import SpaceError, from_validation
 from search.space.limits import MAX_FILE_BYTES, brief
 from search.space.schema import METRICS, VALUE_KINDS, SpaceFile
 from search.space.spec import Param, SearchSpec
+from simvp_core.config import TrainConfig
 
 
 def load_space(path: str | Path) -> SearchSpec:

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from simvp_core.config import TrainConfig, did_you_mean
-from simvp_core.presets import resolve_model_config
 from search.space.errors import SpaceError
 from search.space.limits import brief, cap_hint, clip, grid_size, max_trials
-from search.space.schema import (KINDS, PUBLISHED_VALUES, RANGE_KINDS, VALUE_KINDS, Published, Scheduler, Search,
-                                 given_values)
+from search.space.schema import (
+    KINDS,
+    PUBLISHED_VALUES,
+    RANGE_KINDS,
+    VALUE_KINDS,
+    Published,
+    Scheduler,
+    Search,
+    given_values,
+)
 from search.space.spec import UNSET, Param, SearchSpec, expand, matches, on_step, same, show_when
+from simvp_core.config import TrainConfig, did_you_mean
+from simvp_core.presets import resolve_model_config
 
 
 def model_builds(cfg: TrainConfig, key: str, label: str = "") -> None:

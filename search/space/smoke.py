@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from simvp_core.config import TrainConfig, declared
 from search.space.parse import parse_space
 from search.space.schema import KINDS, VALUE_KINDS
 from search.space.spec import SearchSpec, unique
+from simvp_core.config import TrainConfig, declared
 
 SMOKE_CAPS: dict[str, int] = declared("smoke_max")
 SMOKE_TRIALS = 4

@@ -5,8 +5,16 @@ trial (Tracker), the store as a whole (store), and the Tune callback that logs e
 Figures are drawn elsewhere (search.report.figures) and handed here to be logged.
 """
 
-from search.tracking.store import (KIND_TAG, RUNS_VIEW, TRAINING_KIND, attach_report, end_killed_runs,
-                                   experiment_url, probe, ui_command)
+from search.tracking.store import (
+                                   KIND_TAG,
+                                   RUNS_VIEW,
+                                   TRAINING_KIND,
+                                   attach_report,
+                                   end_killed_runs,
+                                   experiment_url,
+                                   probe,
+                                   ui_command,
+)
 from search.tracking.tracker import Tracker
 
 __all__ = ["Tracker", "probe", "ui_command", "experiment_url", "attach_report", "end_killed_runs",

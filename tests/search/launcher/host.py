@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 PACKAGES = ("openssh-server", "rsync")
 SSHD = "/usr/sbin/sshd"
 

@@ -8,16 +8,17 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import ray
 
 from search import runfolder
-from search.runfolder import results
-from search.run.cluster import check_storage
 from search.run import main
+from search.run.cluster import check_storage
+from search.runfolder import results
 from search.trainable import train_trial
 from tests.search.faults import parse_faults, with_faults
 

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 import ray  # noqa: F401  (puts Ray's bundled psutil on sys.path)
 from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
-import psutil
 from search import runfolder
 
 REPO = Path(__file__).resolve().parents[3]

@@ -31,7 +31,8 @@ def plan_for(tmp_path: Path, write_space, search: dict, **top) -> Plan:
 
 def study_of(plan: Plan) -> dict[int, optuna.trial.FrozenTrial]:
     """The stored study, read afresh: trial number -> trial."""
-    return {t.number: t for t in optuna.load_study(study_name=plan.name, storage=runfolder.optuna_url(plan.run_dir)).trials}
+    study = optuna.load_study(study_name=plan.name, storage=runfolder.optuna_url(plan.run_dir))
+    return {t.number: t for t in study.trials}
 
 
 def epochs(searcher, trial_id: str, values: list[float], first: int = 1) -> None:

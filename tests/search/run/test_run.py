@@ -21,9 +21,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from search import runfolder
-from search.runfolder import results
+from search import metric, runfolder
 from search.run import main
+from search.runfolder import results
 from search.trainable import train_trial
 from simvp_core.config import FIELD_TYPES
 from tests.search.faults import parse_faults, with_faults
@@ -242,16 +242,17 @@ def fault_search(ray_address: str, storage: Path, mnist_dir: Path, mlflow_server
                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Grid of 4 learning rates x 2 epochs, max_failures 1: one trial raises once before epoch 2,
     one raises there on every attempt, one's weights become NaN before epoch 2; tracked over
-    HTTP on a real mlflow server."""
+    HTTP on a real mlflow server; ranked on val_ssim (max), not the default val_mse."""
     folder = tmp_path_factory.mktemp("faults")
     space = write_space(folder, "faults", {"lr": {"grid": [0.01, 0.005, 0.003, 0.002]}},
-                        {"algorithm": "grid"})
+                        {"algorithm": "grid"}, metric="val_ssim")
     uri = mlflow_server()
     code = run(space, "--storage", storage, "--data-dir", mnist_dir, "--tracking-uri", uri,
                "--reports-dir", folder / "reports",
                faults="raise_once_at_epoch=2@lr=0.005,raise_at_epoch=2@lr=0.003,nan_at_epoch=2@lr=0.002")
     run_dir = storage / "faults"
-    return {"code": code, "uri": uri, "run_dir": run_dir, "df": results.read(run_dir)}
+    return {"code": code, "uri": uri, "run_dir": run_dir, "df": results.read(run_dir),
+            "report": folder / "reports" / "faults.md"}
 
 
 def test_a_failing_trial_is_retried_from_its_checkpoint(fault_search, tune_record) -> None:
@@ -284,6 +285,28 @@ def test_a_nan_trial_is_recorded_as_diverged_and_not_retried(fault_search, tune_
 def test_fault_search_rows_match_tune_and_are_tracked_over_http(fault_search, tune_record) -> None:
     check_rows_against_tune(fault_search["df"], fault_search["run_dir"], 2, tune_record)
     check_mlflow(fault_search["uri"], fault_search["df"], fault_search["run_dir"])
+
+
+def test_a_search_on_val_ssim_is_ranked_by_it_from_tune_to_the_report(fault_search, tune_record) -> None:
+    """The metric is carried end to end: Tune's reports (a diverged epoch's val_ssim is NaN), the
+    best column (each trial's highest val_ssim), MLflow's final metric, and the report's pick; the
+    test MSE stands beside it."""
+    df, run_dir = fault_search["df"], fault_search["run_dir"]
+    info = runfolder.read_experiment(run_dir)
+    assert (info["metric"], info["mode"]) == ("val_ssim", "max")
+    diverged = df.set_index("lr").loc[0.002, "trial_id"]
+    assert math.isnan(tune_record.results(run_dir)[diverged][-1]["val_ssim"])
+    for row in df.to_dict("records"):
+        assert row["best_val_ssim"] == pytest.approx(max(h["val_ssim"] for h in json.loads(row["history"])))
+    top = metric.best(df, "val_ssim", "max").iloc[0]
+    from mlflow.tracking import MlflowClient
+
+    parent = MlflowClient(fault_search["uri"]).get_run(info["mlflow_parent_run_id"])
+    assert parent.data.metrics["best_val_ssim"] == pytest.approx(top["val_ssim"])
+    md = fault_search["report"].read_text()
+    assert f"best by val_ssim: test MSE {top['test_mse']:.2f}" in md.splitlines()[0]
+    assert f"- Best by val_ssim (max): lr={top['lr']:.4g} — val_ssim {top['val_ssim']:.4g}" in md
+    assert "best configuration by val_ssim (paper Table 6)" in md and "| last val SSIM |" in md
 
 
 # -- an unreachable tracking server --------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from search.space.json_schema import COMMITTED, render
 from search.space import SpaceError, read_yaml
+from search.space.json_schema import COMMAND, COMMITTED, render
 from search.space.schema import SpaceFile
 from simvp_core.config import TrainConfig
 
@@ -39,7 +39,7 @@ def validator():
 
 
 def test_the_committed_schema_is_the_generated_one():
-    assert COMMITTED.read_text() == render(), "regenerate: python -m search.space.json_schema > spaces/space.schema.json"
+    assert COMMITTED.read_text() == render(), f"regenerate: {COMMAND} > spaces/space.schema.json"
 
 
 def test_the_cli_prints_it_and_checks_the_committed_copy():

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from search.space import SpaceError, load_space
-from search.space import limits
+from search.space import SpaceError, limits, load_space
 from search.space.spec import expand
 
 REPO = Path(__file__).resolve().parents[3]
@@ -153,8 +152,9 @@ def test_a_grid_at_the_cap_still_loads():
 
 
 def load_space_text(text: str, name: Path):
+    import yaml
+
     from search.space import parse_space
     from search.space.parse import _Loader
-    import yaml
 
     return parse_space(yaml.load(text, Loader=_Loader), str(name))

@@ -244,7 +244,8 @@ def test_repeats_work_with_a_sampler_and_count_in_the_plan(tmp_path, algorithm, 
     assert (spec.repeats, spec.num_samples, spec.total_trials(), spec.worst_case_epochs()) == (3, 4, 12, 60)
     assert "total: 12 trial(s), at most 60 trial-epochs" in explain(spec)
     monkeypatch.setenv("SIMVP_MAX_TRIALS", "11")
-    with pytest.raises(SpaceError, match=r"search\.num_samples: 4 samples x repeats 3 = 12 trials is over the trial cap"):
+    over = r"search\.num_samples: 4 samples x repeats 3 = 12 trials is over the trial cap"
+    with pytest.raises(SpaceError, match=over):
         load_space(write(tmp_path, text))
 
 
