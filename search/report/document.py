@@ -232,7 +232,7 @@ def _figures(df: pd.DataFrame, run_dir: Path, fig_dir: Path, name: str, blocks: 
         figures.save(figures.learning_curves(df, blocks + varied, metric, mode),
                      fig_dir / "learning_curves.png")
         parts.append(f"![Learning curves]({name}/learning_curves.png)\n\n"
-                     f"{long_label(metric).capitalize()} per epoch; one colour per configuration (its "
+                     f"{long_label(metric)[0].upper()}{long_label(metric)[1:]} per epoch; one colour per configuration (its "
                      "repeats share it), named by its searched values; dashed with a cross: stopped "
                      "early; dotted: errored or diverged.")
     else:

@@ -1,4 +1,4 @@
-"""search.tables on small frames: aggregation of repeats, the best marks in each metric's
+"""search.report.tables on small frames: aggregation of repeats, the best marks in each metric's
 direction, the noise test, matching published rows and the markdown itself."""
 
 from __future__ import annotations

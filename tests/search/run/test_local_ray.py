@@ -1,5 +1,5 @@
-"""The embedded Ray of a search without --address (search.local_ray) and what a driver killed with
-SIGKILL leaves (search.watchdog): one real driver subprocess starting its own Ray, with Ray's
+"""The embedded Ray of a search without --address (search.run.local_ray) and what a driver killed with
+SIGKILL leaves (search.run.watchdog): one real driver subprocess starting its own Ray, with Ray's
 token authentication on, as a user gets it."""
 
 from __future__ import annotations

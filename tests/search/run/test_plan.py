@@ -1,4 +1,4 @@
-"""search.plan: the command line checked before Ray starts. Nothing here starts Ray or trains;
+"""search.run.plan: the command line checked before Ray starts. Nothing here starts Ray or trains;
 the dry-run is held to refusing exactly what a run refuses."""
 
 from __future__ import annotations

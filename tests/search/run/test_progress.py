@@ -1,4 +1,4 @@
-"""search.progress: the line from counts, and the callback counting real Tune Trial objects."""
+"""search.run.progress: the line from counts, and the callback counting real Tune Trial objects."""
 
 from __future__ import annotations
 

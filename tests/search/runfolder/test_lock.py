@@ -1,4 +1,4 @@
-"""search.lock with real processes: a holder subprocess keeps others out, a killed one leaves a
+"""search.runfolder.lock with real processes: a holder subprocess keeps others out, a killed one leaves a
 stale lock that only a takeover (--resume) takes, a lock from another host is refused."""
 
 from __future__ import annotations
