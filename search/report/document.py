@@ -231,10 +231,10 @@ def _figures(df: pd.DataFrame, run_dir: Path, fig_dir: Path, name: str, blocks: 
     if any(figures.history_curve(h, metric)[0] for h in df["history"]):
         figures.save(figures.learning_curves(df, blocks + varied, metric, mode),
                      fig_dir / "learning_curves.png")
-        parts.append(f"![Learning curves]({name}/learning_curves.png)\n\n"
-                     f"{long_label(metric)[0].upper()}{long_label(metric)[1:]} per epoch; one colour per configuration (its "
-                     "repeats share it), named by its searched values; dashed with a cross: stopped "
-                     "early; dotted: errored or diverged.")
+        words = long_label(metric)
+        parts.append(f"![Learning curves]({name}/learning_curves.png)\n\n{words[0].upper()}{words[1:]} per "
+                     "epoch; one colour per configuration (its repeats share it), named by its searched "
+                     "values; dashed with a cross: stopped early; dotted: errored or diverged.")
     else:
         parts.append("No per-epoch history stored, so no learning curves.")
     figures.save(figures.cost_figure(df), fig_dir / "cost.png")
