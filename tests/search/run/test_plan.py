@@ -15,6 +15,7 @@ import pytest
 from search import runfolder
 from search.run import main
 from search.run.plan import UsageError, fetch_data, local_gpus, make_plan
+from search.runfolder import lock
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED_SPACES = sorted((REPO / "spaces").glob("*.yaml"))
@@ -331,3 +332,18 @@ def test_a_bad_flag_value_and_a_folder_no_one_can_write_are_one_line_before_anyt
             assert run(space, "--storage", tmp_path / "runs", "--reports-dir", "/proc/simvp", *dry) == 2
             assert "--reports-dir /proc/simvp: /proc is not writable (" in _one_line(capsys.readouterr().err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flags.yaml"]
+
+
+def test_a_run_folder_a_live_search_holds_is_refused_naming_the_holder(tmp_path: Path, write_space, capsys) -> None:
+    """One parse of the command line finds the holder, whatever else the folder would be refused for."""
+    space = write_space(tmp_path, "held", {"lr": {"grid": [0.01]}})
+    run_dir = tmp_path / "runs" / "held"
+    run_dir.mkdir(parents=True)
+    held = lock.acquire(run_dir)  # this test process: a live holder on this host
+    try:
+        for extra in ([], ["--resume"], ["--dry-run"], ["--resume", "--dry-run"]):
+            assert main([space, "--storage", tmp_path / "runs", *extra]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"pid {os.getpid()}" in err[0] and "running search" in err[0], err
+    finally:
+        held.release()
