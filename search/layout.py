@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simvp_core.atomic import atomic_write
+from simvp_core.outputs import CHECKPOINT_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,8 +30,7 @@ LOCK_FILE = "search.lock"  # the driver holding the run folder (search.lock)
 # beside the run folders: the default MLflow store and its artifacts
 MLFLOW_DB = "mlflow.db"
 MLARTIFACTS_DIR = "mlartifacts"
-# in every checkpoint the trainable reports
-CHECKPOINT_FILE = "trainer.pt"
+# in every checkpoint the trainable reports, beside the trainer's CHECKPOINT_FILE (simvp_core's name)
 HISTORY_FILE = "history.json"
 PREDICTIONS_FILE = "predictions.npz"
 

@@ -27,7 +27,7 @@ def test_one_cycle_is_stepped_every_iteration_with_torch_defaults(digits):
     lrs = [trainer.scheduler.get_last_lr()[0]]
     for _ in range(3):
         trainer.train_epoch()
-        lrs.append(trainer.history[-1]["lr"])
+        lrs.append(trainer.history[-1]["lr_now"])
     total, peak = 15, 1e-3
     initial, final = peak / 25, peak / 25 / 1e4  # div_factor 25, final_div_factor 1e4
     up_end = 0.3 * total - 1
@@ -53,7 +53,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(digits):
 
 def test_history_rows_hold_loss_validation_metrics_and_speed(digits):
     row = make(digits).train_epoch()
-    assert {"epoch", "loss", "val_mse", "val_mae", "val_ssim", "val_psnr", "lr", "seconds",
+    assert {"epoch", "loss", "val_mse", "val_mae", "val_ssim", "val_psnr", "lr_now", "seconds",
             "seq_per_s"} <= set(row)
     assert row["epoch"] == 1 and row["val_mse"] > 0 and 0 < row["val_ssim"] <= 1
 
