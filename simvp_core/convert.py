@@ -250,9 +250,9 @@ def to_openstl(src: str | Path, out: str | Path) -> str:
     model, preset, _ = load_model(src)
     cfg = model.cfg
     if cfg.translator not in OPENSTL_MODEL_TYPES:
+        instead = registry()[cfg.translator].openstl_instead
         raise ConvertError(f"{src}: translator {cfg.translator} (preset {preset}) has no OpenSTL counterpart; "
-                           f"OpenSTL has {', '.join(OPENSTL_MODEL_TYPES)} (the paper's poolformer: "
-                           f"use poolformer-openstl)")
+                           f"OpenSTL has {', '.join(OPENSTL_MODEL_TYPES)}" + (f"; use {instead}" if instead else ""))
     try:
         named = convert_state(model.state_dict(), OURS)
     except ConvertError as e:

@@ -1,9 +1,9 @@
 """The SimVP model (paper section 3): encoder -> translator -> decoder.
 
 Frames are encoded one by one, the translator mixes the T latent frames stacked on the channel
-axis, and the decoder maps each latent frame back to an image. The translators (gsta, incepu,
-poolformer, poolformer-openstl, tau, ...) are registered in simvp_core.translators, each built from
-its own module; ModelConfig and the presets live in simvp_core.presets (no torch), re-exported here.
+axis, and the decoder maps each latent frame back to an image. Each translator is registered in
+simvp_core.translators and built from its own module; ModelConfig and the presets live in
+simvp_core.presets (no torch), re-exported here.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-    from simvp_core.presets import ModelConfig
-
+# a simvp_core.presets.ModelConfig: not imported here, since presets reads this registry
+ModelConfig = Any
 NETWORK_SUFFIX = "_net"  # network modules: never imported by discovery (they import torch)
 
 Rules = tuple[tuple[str, str], ...]
@@ -47,6 +47,7 @@ class Translator:
     read_sizes: Callable[[Mapping[str, Any]], dict[str, Any]]
     check: Callable[[ModelConfig], None] = no_rules  # ValueError for sizes it cannot build
     openstl: str | None = None  # OpenSTL's SimVP_Model(model_type=...); None: OpenSTL has none
+    openstl_instead: str | None = None  # without one: the translator to train for OpenSTL instead
     # (our name, OpenSTL's) of its weights; {i}, {j}: block indices; a name ending in "." is a
     # prefix whose rest (weight, bias, ...) is kept
     openstl_rules: Rules = ()

@@ -11,5 +11,6 @@ TRANSLATOR = Translator(
     network=f"{__name__}_net",
     presets={"poolformer": PAPER_SIZE},
     read_sizes=metaformer.read_sizes,
+    openstl_instead="poolformer-openstl",
     openstl_rules=metaformer.BLOCK_RULES + metaformer.MIX_MLP_RULES,
 )
