@@ -96,6 +96,7 @@ def convert_state(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
 # -- the architecture of a state dict (our names) -----------------------------------------------
 
 def _shape(state: dict, key: str) -> tuple[int, ...]:
+    """The shape of a weight the architecture is read from; ConvertError if the state dict lacks it."""
     try:
         return weight_shape(state, key)
     except KeyError:

@@ -30,4 +30,5 @@ class GatedAttention(nn.Module):
 
 
 def build(cfg: ModelConfig) -> MetaTranslator:
+    """n_t MetaFormer blocks mixing with gated attention."""
     return MetaTranslator(cfg, Recipe(mixer=GatedAttention))

@@ -53,4 +53,5 @@ class IncepU(nn.Module):
 
 
 def build(cfg: ModelConfig) -> IncepU:
+    """The Inception U-Net from T * c_s channels through c_t and back."""
     return IncepU(cfg.width, cfg.c_t, cfg.n_t)

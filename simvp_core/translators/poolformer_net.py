@@ -29,4 +29,5 @@ def pool_mixer(dim: int, act: str) -> PoolMixer:
 
 
 def build(cfg: ModelConfig) -> MetaTranslator:
+    """n_t MetaFormer blocks mixing by pooling, with the paper's BatchNorm, MixMlp and layer scale."""
     return MetaTranslator(cfg, Recipe(mixer=pool_mixer))

@@ -39,6 +39,7 @@ def group_norm(dim: int) -> nn.GroupNorm:
 
 
 def build(cfg: ModelConfig) -> MetaTranslator:
+    """n_t MetaFormer blocks mixing by pooling, with OpenSTL's norm, MLP and layer scale."""
     # the MLP initialises itself (trunc-normal 0.02) instead of taking the MetaFormer init
     return MetaTranslator(cfg, Recipe(mixer=pool_mixer, norm=group_norm, mlp=PlainMlp,
                                       layer_scale=LAYER_SCALE_INIT, own_init=("mlp",)))

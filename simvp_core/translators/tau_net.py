@@ -33,5 +33,6 @@ class TemporalAttention(nn.Module):
 
 
 def build(cfg: ModelConfig) -> MetaTranslator:
+    """n_t MetaFormer blocks mixing with TAU's attention."""
     # the attention keeps PyTorch's default init: OpenSTL swaps it in after its init ran
     return MetaTranslator(cfg, Recipe(mixer=TemporalAttention, own_init=("mixer",)))
