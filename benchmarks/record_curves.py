@@ -29,7 +29,7 @@ from benchmarks.machine import cpu_model
 from simvp_core import data
 from simvp_core.atomic import atomic_write
 from simvp_core.config import TrainConfig
-from simvp_core.trainer import DivergedError, Trainer
+from simvp_core.trainer import DivergedError, EpochEnd, Trainer
 
 DEFAULT_OUT = Path("benchmarks/curves.parquet")
 META_KEY = b"curves_meta"
@@ -59,17 +59,19 @@ def run_curve(point: dict, train_digits: torch.Tensor, test_digits: torch.Tensor
     """One run's rows (one per epoch); a diverged run keeps the epochs before it, flagged."""
     trainer = Trainer(TrainConfig(**BASE, **point), train_digits, test_digits)
     rows = []
-    for _ in range(MAX_EPOCHS):
-        try:
-            row = trainer.train_epoch()
-        except DivergedError:
-            rows.append({**point, "epoch": trainer.epoch + 1, "val_mse": float("nan"),
-                         "val_ssim": float("nan"), "loss": float("nan"), "seconds": float("nan"),
-                         "diverged": True})
-            break
+
+    def record(end: EpochEnd) -> None:
+        row = end.row
         rows.append({**point, "epoch": row["epoch"], "val_mse": row["val_mse"],
                      "val_ssim": row["val_ssim"], "loss": row["loss"],
                      "seconds": row["epoch_seconds"], "diverged": False})
+
+    try:
+        trainer.fit(record)
+    except DivergedError:
+        rows.append({**point, "epoch": trainer.epoch + 1, "val_mse": float("nan"),
+                     "val_ssim": float("nan"), "loss": float("nan"), "seconds": float("nan"),
+                     "diverged": True})
     return rows
 
 

@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable: one trial drives one `Trainer`, one report per epoch.
+"""The Ray Tune function trainable: one trial drives one `Trainer.fit`, one report per epoch.
 
 Every report carries a checkpoint (trainer state + `history.json`), so a failed trial resumes
 from its last epoch. The final report adds the test metrics and `predictions.npz`; the driver
@@ -23,8 +23,8 @@ import ray
 from ray import tune
 from torch import Tensor
 
-from search import runfolder as layout  # the run folder's names (search.runfolder)
-from simvp_core.trainer import DivergedError, Trainer
+from search import runfolder
+from simvp_core.trainer import DivergedError, EpochEnd, Trainer
 
 if TYPE_CHECKING:
     from search.space import SearchSpec
@@ -42,47 +42,39 @@ def train_trial(config: dict[str, Any], spec: SearchSpec, train_digits: Tensor, 
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
-            trainer.load_checkpoint(Path(d) / layout.CHECKPOINT_FILE)
-    run_epochs(trainer, spec.metric, _tune_report, {"node_id": ray.get_runtime_context().get_node_id()})
+            trainer.load_checkpoint(Path(d) / runfolder.CHECKPOINT_FILE)
+    fit_reporting(trainer, spec.metric, _tune_report, {"node_id": ray.get_runtime_context().get_node_id()})
 
 
 def _tune_report(metrics: dict[str, Any], folder: Path | None) -> None:
     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
 
 
-def run_epochs(trainer: Trainer, metric: str, report: Report, info: dict[str, Any]) -> None:
-    """Train the epochs left, reporting each with a checkpoint; the last adds the test metrics.
-    A trainer restored after its last epoch only makes the final report."""
+def fit_reporting(trainer: Trainer, metric: str, report: Report, info: dict[str, Any]) -> None:
+    """`trainer.fit`, reporting each epoch with `info` and a checkpoint folder; a diverged epoch is
+    reported without one, as `diverged=1` with the metric NaN, and the trial returns."""
     info = {"n_params": trainer.n_params, "test_set": trainer.test_set_source, **info}
-    epochs = trainer.cfg.epochs
-    if trainer.epoch >= epochs:
-        _report(trainer, trainer.history[-1], info, True, report)
-        return
-    while trainer.epoch < epochs:
-        try:
-            row = trainer.train_epoch()
-        except DivergedError as e:
-            report({**info, "epoch": trainer.epoch + 1, metric: math.nan, "diverged": 1.0,
-                    "error": str(e)}, None)
-            return
-        _report(trainer, row, info, trainer.epoch >= epochs, report)
+    try:
+        trainer.fit(lambda end: _report(trainer, end, info, report))
+    except DivergedError as e:
+        report({**info, "epoch": trainer.epoch + 1, metric: math.nan, "diverged": 1.0,
+                "error": str(e)}, None)
 
 
-def _report(trainer: Trainer, row: dict[str, Any], info: dict[str, Any], final: bool,
-            report: Report) -> None:
+def _report(trainer: Trainer, end: EpochEnd, info: dict[str, Any], report: Report) -> None:
     """Report the epoch's row with a checkpoint; the last epoch adds test metrics and predictions."""
-    metrics = {**row, **info}
+    metrics = {**end.row, **info}
     with tempfile.TemporaryDirectory() as d:
-        trainer.save_checkpoint(Path(d) / layout.CHECKPOINT_FILE)
-        (Path(d) / layout.HISTORY_FILE).write_text(json.dumps(trainer.history))
-        if final:
+        trainer.save_checkpoint(Path(d) / runfolder.CHECKPOINT_FILE)
+        (Path(d) / runfolder.HISTORY_FILE).write_text(json.dumps(trainer.history))
+        if end.last:
             start = time.perf_counter()
             metrics.update({f"test_{k}": float(v) for k, v in trainer.evaluate("test").items()})
             metrics["test_seconds"] = time.perf_counter() - start
             inputs, targets, preds = trainer.predict(N_PREDICTIONS)
-            np.savez_compressed(Path(d) / layout.PREDICTIONS_FILE, inputs=inputs.numpy(),
+            np.savez_compressed(Path(d) / runfolder.PREDICTIONS_FILE, inputs=inputs.numpy(),
                                 targets=targets.numpy(), preds=preds.numpy())
         report(metrics, Path(d))
 
 
-__all__ = ["train_trial", "run_epochs", "Report"]
+__all__ = ["train_trial", "fit_reporting", "Report"]

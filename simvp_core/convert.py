@@ -21,48 +21,29 @@ from torch import Tensor, nn
 
 from simvp_core.atomic import atomic_file
 from simvp_core.models import SimVP, build_model
-from simvp_core.presets import MODEL_FIELDS, PRESETS, ModelConfig
 from simvp_core.oneline import OneLineParser
+from simvp_core.outputs import CHECKPOINT_FILE
+from simvp_core.presets import MODEL_FIELDS, PRESETS, ModelConfig
+from simvp_core.translators import Rules, count_blocks, registry, weight_shape
 
 FORMAT = "simvp-model/1"
 LIGHTNING_PREFIX = "model."
 EXIT_BAD_INPUT = 2
 
-# (our name, OpenSTL's name); {i} and {j} are block indices; a name ending in "." is a prefix whose
-# rest (weight, bias, running_mean, ...) is kept as it is
-RULES: tuple[tuple[str, str], ...] = (
+# (our name, OpenSTL's name) of the encoder and decoder; {i} is a block index; a name ending in "."
+# is a prefix whose rest (weight, bias, running_mean, ...) is kept as it is
+CODEC_RULES: Rules = (
     ("encoder.blocks.{i}.conv.", "enc.enc.{i}.conv.conv."),
     ("encoder.blocks.{i}.norm.", "enc.enc.{i}.conv.norm."),
     ("decoder.blocks.{i}.conv.", "dec.dec.{i}.conv.conv."),
     ("decoder.blocks.{i}.norm.", "dec.dec.{i}.conv.norm."),
     ("decoder.readout.", "dec.readout."),
-    # MetaFormer translators: gsta, tau, poolformer(-openstl)
-    ("translator.blocks.{i}.ls1", "hid.enc.{i}.block.layer_scale_1"),
-    ("translator.blocks.{i}.ls2", "hid.enc.{i}.block.layer_scale_2"),
-    ("translator.blocks.{i}.norm1.", "hid.enc.{i}.block.norm1."),
-    ("translator.blocks.{i}.norm2.", "hid.enc.{i}.block.norm2."),
-    ("translator.blocks.{i}.mixer.proj_in.", "hid.enc.{i}.block.attn.proj_1."),
-    ("translator.blocks.{i}.mixer.large_kernel.0.", "hid.enc.{i}.block.attn.spatial_gating_unit.conv0."),
-    ("translator.blocks.{i}.mixer.large_kernel.1.", "hid.enc.{i}.block.attn.spatial_gating_unit.conv_spatial."),
-    ("translator.blocks.{i}.mixer.large_kernel.2.", "hid.enc.{i}.block.attn.spatial_gating_unit.conv1."),
-    ("translator.blocks.{i}.mixer.gate.0.", "hid.enc.{i}.block.attn.spatial_gating_unit.fc.0."),
-    ("translator.blocks.{i}.mixer.gate.2.", "hid.enc.{i}.block.attn.spatial_gating_unit.fc.2."),
-    ("translator.blocks.{i}.mixer.proj_out.", "hid.enc.{i}.block.attn.proj_2."),
-    ("translator.blocks.{i}.mlp.fc1.", "hid.enc.{i}.block.mlp.fc1."),
-    ("translator.blocks.{i}.mlp.dwconv.", "hid.enc.{i}.block.mlp.dwconv.dwconv."),
-    ("translator.blocks.{i}.mlp.fc2.", "hid.enc.{i}.block.mlp.fc2."),
-    ("translator.blocks.{i}.resize.", "hid.enc.{i}.reduction."),
-    # Inception U-Net: incepu
-    ("translator.down.{i}.reduce.", "hid.enc.{i}.conv1."),
-    ("translator.down.{i}.branches.{j}.0.", "hid.enc.{i}.layers.{j}.conv."),
-    ("translator.down.{i}.branches.{j}.1.", "hid.enc.{i}.layers.{j}.norm."),
-    ("translator.up.{i}.reduce.", "hid.dec.{i}.conv1."),
-    ("translator.up.{i}.branches.{j}.0.", "hid.dec.{i}.layers.{j}.conv."),
-    ("translator.up.{i}.branches.{j}.1.", "hid.dec.{i}.layers.{j}.norm."),
 )
+# then each translator's own rules, as its declaration gives them (shared ones once)
+RULES: Rules = tuple(dict.fromkeys(CODEC_RULES + tuple(r for t in registry().values() for r in t.openstl_rules)))
 OURS, OPENSTL = "ours", "openstl"
 # OpenSTL's SimVP_Model(model_type=...) for each translator it has
-OPENSTL_MODEL_TYPES = {"gsta": "gSTA", "incepu": "IncepU", "tau": "tau", "poolformer-openstl": "poolformer"}
+OPENSTL_MODEL_TYPES = {t.name: t.openstl for t in registry().values() if t.openstl}
 
 
 class ConvertError(ValueError):
@@ -114,54 +95,53 @@ def convert_state(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
 
 # -- the architecture of a state dict (our names) -----------------------------------------------
 
-def _count(state: dict, prefix: str) -> int:
-    found = {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
-    return len(found)
-
-
 def _shape(state: dict, key: str) -> tuple[int, ...]:
-    if key not in state:
+    """The shape of a weight the architecture is read from; ConvertError if the state dict lacks it."""
+    try:
+        return weight_shape(state, key)
+    except KeyError:
         raise ConvertError(f"cannot tell the architecture: no key {key!r}; expected a SimVP state dict "
-                           f"(gSTA, IncepU, TAU or PoolFormer)")
-    return tuple(state[key].shape)
-
-
-def _translator(state: dict) -> str:
-    keys = " ".join(state)
-    if "translator.down." in keys:
-        return "incepu"
-    if ".mixer.gate." in keys:
-        return "tau"
-    if ".mixer.large_kernel." in keys:
-        return "gsta"
-    if ".mlp.dwconv." in keys:
-        return "poolformer"
-    return "poolformer-openstl"
+                           f"({', '.join(OPENSTL_MODEL_TYPES.values())})") from None
 
 
 def infer_config(state: dict[str, Tensor], frame_size: tuple[int, int] = (64, 64)) -> ModelConfig:
-    """The ModelConfig a state dict (our names) was built with, from its names and shapes.
+    """The ModelConfig a state dict (our names) was built with, from its names and shapes: of the
+    translators whose sizes read off it, the one whose model has its keys (the nearest, if none has
+    them all, so that check_fits can name what differs).
 
     Frame height and width leave no trace in the weights: `frame_size` gives them.
     """
     c_s, c_in = _shape(state, "encoder.blocks.0.conv.weight")[:2]
-    translator = _translator(state)
-    if translator == "incepu":
-        n_t = _count(state, "translator.down.")
-        width = _shape(state, "translator.down.0.reduce.weight")[1]
-        c_t = _shape(state, "translator.down.0.branches.0.0.weight")[0]
-        mlp_ratio = PRESETS["incepu"].mlp_ratio
-    else:
-        n_t = _count(state, "translator.blocks.")
-        width = _shape(state, "translator.blocks.0.norm1.weight")[0]
-        c_t = _shape(state, "translator.blocks.1.norm1.weight")[0] if n_t > 1 else PRESETS["simvpv2"].c_t
-        mlp_ratio = _shape(state, "translator.blocks.0.mlp.fc1.weight")[0] / width
-    if width % c_s:
-        raise ConvertError(f"translator width {width} is not a multiple of the encoder's {c_s} channels; "
-                           f"expected T * c_s: not a SimVP state dict")
-    act = "starrelu" if any(k.endswith(".act.scale") for k in state) else "gelu"
-    return ModelConfig(translator, n_s=_count(state, "encoder.blocks."), n_t=n_t, c_s=c_s, c_t=c_t,
-                       act=act, mlp_ratio=float(mlp_ratio), in_shape=(width // c_s, c_in, *frame_size))
+    codec = {"n_s": count_blocks(state, "encoder.blocks."), "c_s": c_s,
+             "act": "starrelu" if any(k.endswith(".act.scale") for k in state) else "gelu"}
+    candidates, refusals = [], []
+    for translator in registry().values():
+        try:
+            sizes = translator.read_sizes(state)
+        except KeyError:  # not this translator's weights
+            continue
+        width = sizes.pop("width")
+        if width % c_s:
+            refusals.append(f"translator width {width} is not a multiple of the encoder's {c_s} channels; "
+                            f"expected T * c_s: not a SimVP state dict")
+            continue
+        preset = next(iter(translator.presets.values()))  # what the weights do not show
+        try:
+            candidates.append(ModelConfig(translator.name, **{**preset, **codec, **sizes},
+                                          in_shape=(width // c_s, c_in, *frame_size)))
+        except ValueError as e:
+            refusals.append(str(e))
+    if not candidates:
+        raise ConvertError(refusals[0] if refusals else "cannot tell the translator: no weights of "
+                           f"{', '.join(registry())}; expected a SimVP state dict")
+    keys = set(state)
+    return min(candidates, key=lambda cfg: len(keys ^ _model_keys(cfg)))  # ties: registry order
+
+
+def _model_keys(cfg: ModelConfig) -> set[str]:
+    """The state dict keys of a model of cfg, built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return set(SimVP(cfg).state_dict())
 
 
 def preset_for(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
@@ -230,7 +210,7 @@ def load_model(path: str | Path) -> tuple[SimVP, str, dict[str, Any]]:
                            f"from-openstl {path} OUT")
     else:
         raise ConvertError(f"{path}: not a SimVP model file or trainer checkpoint (expected the keys "
-                           f"format, preset, overrides, model; or a checkpoint.pt of simvp_core.train)")
+                           f"format, preset, overrides, model; or a {CHECKPOINT_FILE} of simvp_core.train)")
     try:
         model = build_model(preset, **overrides)
         check_fits(model, state)
@@ -271,9 +251,9 @@ def to_openstl(src: str | Path, out: str | Path) -> str:
     model, preset, _ = load_model(src)
     cfg = model.cfg
     if cfg.translator not in OPENSTL_MODEL_TYPES:
+        instead = registry()[cfg.translator].openstl_instead
         raise ConvertError(f"{src}: translator {cfg.translator} (preset {preset}) has no OpenSTL counterpart; "
-                           f"OpenSTL has {', '.join(OPENSTL_MODEL_TYPES)} (the paper's poolformer: "
-                           f"use poolformer-openstl)")
+                           f"OpenSTL has {', '.join(OPENSTL_MODEL_TYPES)}" + (f"; use {instead}" if instead else ""))
     try:
         named = convert_state(model.state_dict(), OURS)
     except ConvertError as e:

@@ -19,8 +19,8 @@ from simvp_core import data
 from simvp_core.convert import ConvertError, load_model
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import count_params
-from simvp_core.trainer import TEST_SEED, resolve_device
 from simvp_core.oneline import OneLineParser
+from simvp_core.trainer import TEST_SEED, resolve_device
 
 EXIT_BAD_INPUT = 2
 

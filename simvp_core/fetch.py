@@ -25,12 +25,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from simvp_core import data
+from simvp_core.data import mnist
 from simvp_core.oneline import OneLineParser, short_path
 
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 TEST_SET_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
-TEST_SET_MD5 = {data.TEST_SEQ_FILE: "be083ec986bfe91a449d63653c411eb2"}
+TEST_SET_MD5 = {mnist.TEST_SEQ_FILE: "be083ec986bfe91a449d63653c411eb2"}
 ENV_MIRRORS = "SIMVP_MNIST_MIRRORS"  # comma-separated base URLs holding the four .gz files
 ENV_TEST_URL = "SIMVP_MMNIST_TEST_URL"
 TIMEOUT_S = 30.0  # per connection attempt and per read
@@ -74,14 +74,14 @@ def mnist_mirrors() -> list[str]:
 
 
 def fetch_mnist(data_dir: str | Path, mirrors: Sequence[str] | None = None,
-                md5s: Mapping[str, str] = data.MNIST_MD5, timeout: float = TIMEOUT_S,
+                md5s: Mapping[str, str] = mnist.MNIST_MD5, timeout: float = TIMEOUT_S,
                 stream: IO[str] | None = None) -> Path:
     """Download the files of `md5s` (default: the four MNIST .gz) into <data_dir>/MNIST/raw.
 
     Returns that folder. Files there with the right md5 are kept; ChecksumError for one with
     another md5 (before anything is downloaded); FetchError when every mirror fails for a file.
     """
-    raw = Path(data_dir) / data.MNIST_RAW
+    raw = Path(data_dir) / mnist.MNIST_RAW
     mirrors = mnist_mirrors() if mirrors is None else list(mirrors)
     fix = f"set {ENV_MIRRORS}=URL[,URL...] to mirrors of the four files, or copy them into {short_path(raw, 64)}"
     missing = [name for name in md5s if not _present(raw / name, md5s[name], data_dir, stream)]
@@ -98,7 +98,7 @@ def fetch_test_set(data_dir: str | Path, url: str | None = None,
 
     url: else $SIMVP_MMNIST_TEST_URL, else the original at cs.toronto.edu. As fetch_mnist otherwise.
     """
-    name = data.TEST_SEQ_FILE
+    name = mnist.TEST_SEQ_FILE
     dest = Path(data_dir) / name
     if not _present(dest, md5s[name], data_dir, stream):
         url = url or os.environ.get(ENV_TEST_URL) or TEST_SET_URL
@@ -124,21 +124,21 @@ def download(urls: Sequence[str], dest: Path, md5: str, fix: str, timeout: float
 
 
 def ensure_mnist(data_dir: str | Path | None, allow_sample: bool, log: Callable[[str], None] = print,
-                 md5s: Mapping[str, str] = data.MNIST_MD5) -> str:
+                 md5s: Mapping[str, str] = mnist.MNIST_MD5) -> str:
     """The MNIST folder a search or a training reads, fetched there first when it has no MNIST.
 
-    data_dir resolves as data.resolve_data_dir does ('sample': the bundled sample). If fetching
+    data_dir resolves as mnist.resolve_data_dir does ('sample': the bundled sample). If fetching
     fails, allow_sample falls back to the bundled sample; otherwise DataNotFoundError names the
     reasons and the fetch command. A present file that is wrong raises ValueError (ChecksumError).
     One line through `log` says which data is used.
     """
-    if data.is_sample(data_dir):
+    if mnist.is_sample(data_dir):
         log(f"data: {SAMPLE_NOTE}")
-        return data.SAMPLE
-    folder = data.resolve_data_dir(data_dir)
+        return mnist.SAMPLE
+    folder = mnist.resolve_data_dir(data_dir)
     where = folder.resolve()
     command = f"python -m simvp_core.data fetch --data-dir {shlex.quote(str(where))}"
-    if data.has_mnist(folder):
+    if mnist.has_mnist(folder):
         log(f"data: MNIST from {where}")
     else:
         log(f"data: no MNIST in {where}; fetching it ({command})")
@@ -147,16 +147,16 @@ def ensure_mnist(data_dir: str | Path | None, allow_sample: bool, log: Callable[
         except FetchError as e:
             why = brief(e.reasons, 48)
             if not allow_sample:
-                raise data.DataNotFoundError(data.fit_paths(lambda cut: (
+                raise mnist.DataNotFoundError(mnist.fit_paths(lambda cut: (
                     f"MNIST not in {cut(where)} and fetching it failed ({why}); fix: `python -m "
                     f"simvp_core.data fetch --data-dir {cut(shlex.quote(str(where)))}` online, or "
-                    f"{ENV_MIRRORS}=URL,..., or --data-dir (or {data.ENV_DATA_DIR}) with MNIST/raw"))) from e
+                    f"{ENV_MIRRORS}=URL,..., or --data-dir (or {mnist.ENV_DATA_DIR}) with MNIST/raw"))) from e
             log(f"data: fetching MNIST failed ({why}); this space allows a fallback, so using "
                 f"{SAMPLE_NOTE}; every result says 'bundled sample'; for real numbers run `{command}`")
-            return data.SAMPLE
-    checksums = {**data.UNPACKED_MD5, **md5s}
+            return mnist.SAMPLE
+    checksums = {**mnist.UNPACKED_MD5, **md5s}
     for split in ("train", "test"):  # a wrong file is refused now, before any training starts
-        data.load_mnist(split, folder, md5s=checksums)
+        mnist.load_mnist(split, folder, md5s=checksums)
     return str(folder)
 
 
@@ -165,7 +165,7 @@ def _present(path: Path, md5: str, data_dir: str | Path, stream: IO[str] | None)
     if not path.is_file():
         return False
     command = f"python -m simvp_core.data fetch --data-dir {short_path(shlex.quote(str(data_dir)), 32)}"
-    data.check_md5(path, md5, f"delete it and run `{command}` again")
+    mnist.check_md5(path, md5, f"delete it and run `{command}` again")
     print(f"fetch: {path.name} already in {path.parent} (md5 ok)", file=stream or sys.stderr)
     return True
 
@@ -262,7 +262,7 @@ class _Progress:
         self.stream.flush()
 
 
-def main(argv: list[str] | None = None, mnist_md5s: Mapping[str, str] = data.MNIST_MD5,
+def main(argv: list[str] | None = None, mnist_md5s: Mapping[str, str] = mnist.MNIST_MD5,
          test_set_md5s: Mapping[str, str] = TEST_SET_MD5) -> int:
     """The `fetch` command. Exit codes: 0 done, 2 bad input, a refused file or no source worked."""
     parser = OneLineParser(prog="python -m simvp_core.data",
@@ -270,23 +270,23 @@ def main(argv: list[str] | None = None, mnist_md5s: Mapping[str, str] = data.MNI
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help="the four MNIST files into DIR/MNIST/raw (and, with "
                                 "--test-set, mnist_test_seq.npy into DIR)")
-    fetch.add_argument("--data-dir", help=f"default: ${data.ENV_DATA_DIR}, else ./data if it holds "
+    fetch.add_argument("--data-dir", help=f"default: ${mnist.ENV_DATA_DIR}, else ./data if it holds "
                        "MNIST, else $XDG_CACHE_HOME/simvp-search (~/.cache/simvp-search)")
     fetch.add_argument("--test-set", action="store_true",
                        help="also the standard Moving MNIST test set (819 MB)")
     args = parser.parse_args(argv)
-    if data.is_sample(args.data_dir):
-        print(f"error: --data-dir {data.SAMPLE} is the bundled sample, nothing to fetch; pass "
+    if mnist.is_sample(args.data_dir):
+        print(f"error: --data-dir {mnist.SAMPLE} is the bundled sample, nothing to fetch; pass "
               "another folder", file=sys.stderr)
         return 2
-    folder = data.resolve_data_dir(args.data_dir)
+    folder = mnist.resolve_data_dir(args.data_dir)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the temp file is removed
     try:
         raw = fetch_mnist(folder, md5s=mnist_md5s)
         print(f"MNIST: {raw.resolve()} (md5 ok)")
         if args.test_set:
             print(f"test set: {fetch_test_set(folder, md5s=test_set_md5s).resolve()} (md5 ok)")
-    except (FetchError, data.ChecksumError, OSError) as e:
+    except (FetchError, mnist.ChecksumError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

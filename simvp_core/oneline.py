@@ -1,12 +1,13 @@
-"""Paths cut in the middle, so that an error line naming a deeply nested file stays under about
-300 characters and still ends with the file's name, and an argparse whose usage errors are one line.
-Torch-free, for simvp_core and search alike."""
+"""Text for one-line messages: paths cut in the middle (so that an error line naming a deeply nested
+file stays under about 300 characters and still ends with the file's name), durations, and an
+argparse whose usage errors are one line. Torch-free, for simvp_core and search alike."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 
 def short_path(path: str | Path, limit: int = 80) -> str:
@@ -18,6 +19,18 @@ def short_path(path: str | Path, limit: int = 80) -> str:
     tail = max(len(name) + 1, (limit - 3) // 2)
     head = max(limit - 3 - tail, 1)
     return text[:head] + "..." + text[-tail:]
+
+
+def duration(seconds: float | None, style: Literal["short", "long"] = "short") -> str:
+    """Seconds, rounded, as progress lines show them (short: 45s, 1m52s, 2h03m) or as reports do
+    (long: 45 s, 1 min 52 s, 2 h 03 min 05 s); 'n/a' for None, NaN or infinity."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    s = max(0, round(seconds))
+    h, m = s // 3600, s % 3600 // 60
+    if style == "long":
+        return f"{s} s" if s < 60 else f"{m} min {s % 60:02d} s" if s < 3600 else f"{h} h {m:02d} min {s % 60:02d} s"
+    return f"{s}s" if s < 60 else f"{m}m{s % 60:02d}s" if s < 3600 else f"{h}h{m:02d}m"
 
 
 class OneLineParser(argparse.ArgumentParser):

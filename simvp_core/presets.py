@@ -1,7 +1,8 @@
-"""The SimVP presets of paper Table 5 and the architecture's names, without torch.
+"""ModelConfig, the presets and the architecture's names, without torch.
 
 ModelConfig validates one architecture; TrainConfig and the search read these names and check
-configurations without paying for importing torch.
+configurations without paying for importing torch. Translator names, their rules and their presets
+come from the translators' declarations (simvp_core.translators), each declared once there.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-TRANSLATORS = ("gsta", "incepu", "poolformer", "poolformer-openstl", "tau")
+from simvp_core.translators import registry
+
+TRANSLATORS = tuple(registry())
 ACTIVATIONS = ("gelu", "starrelu")
 
 
@@ -41,10 +44,7 @@ class ModelConfig:
             _check_positive_int(f"in_shape {name}", value)
         if self.c_s % 2:
             raise ValueError(f"c_s must be even (the encoder and decoder use GroupNorm(2)), got {self.c_s}")
-        if self.translator == "incepu" and self.n_t < 2:
-            raise ValueError(f"translator incepu needs n_t >= 2 (a down and an up block), got n_t={self.n_t}")
-        if self.translator == "incepu" and self.c_t < 2:
-            raise ValueError(f"translator incepu needs c_t >= 2 (it works at width c_t // 2), got c_t={self.c_t}")
+        registry()[self.translator].check(self)
         if not (isinstance(self.mlp_ratio, (int, float)) and 0 < self.mlp_ratio < math.inf
                 and int(self.mlp_ratio * min(self.c_t, self.width)) >= 1):
             raise ValueError(f"mlp_ratio must be > 0 and give an MLP of >= 1 channel, got {self.mlp_ratio!r}")
@@ -73,16 +73,9 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
-# Paper Table 5 (N_s = N_t = 4, C_s = 32, C_t = 256; "-L" doubles N_t, C_s and C_t), and OpenSTL's
-# PoolFormer beside the paper's, so that both published PoolFormer rows can be reproduced.
-PRESETS: dict[str, ModelConfig] = {
-    "poolformer": ModelConfig("poolformer", n_s=4, n_t=4, c_s=32, c_t=256),
-    "poolformer-openstl": ModelConfig("poolformer-openstl", n_s=4, n_t=4, c_s=32, c_t=256),
-    "incepu": ModelConfig("incepu", n_s=4, n_t=4, c_s=32, c_t=256),
-    "simvpv2": ModelConfig("gsta", n_s=4, n_t=4, c_s=32, c_t=256),
-    "simvpv2-l": ModelConfig("gsta", n_s=4, n_t=8, c_s=64, c_t=512),
-    "tau": ModelConfig("tau", n_s=4, n_t=4, c_s=32, c_t=256),
-}
+# every translator's presets (paper Table 5 and OpenSTL's PoolFormer), in translator order
+PRESETS: dict[str, ModelConfig] = {name: ModelConfig(t.name, **sizes) for t in registry().values()
+                                   for name, sizes in t.presets.items()}
 PRESET_NAMES = tuple(PRESETS)
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 

@@ -13,7 +13,6 @@ import argparse
 import sys
 
 from simvp_core.config import FIELD_TYPES, TrainConfig, choices, takes
-from simvp_core.data import DataNotFoundError
 from simvp_core.oneline import OneLineParser
 
 EXIT_BAD_INPUT = 2
@@ -48,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     data_dir, out, resume = args.pop("data_dir"), args.pop("out"), args.pop("resume")
-    from simvp_core.fetch import ensure_mnist  # after parsing: --help stays fast
+    from simvp_core.data import DataNotFoundError  # after parsing: --help stays fast (no torch)
+    from simvp_core.fetch import ensure_mnist
     from simvp_core.trainer import DivergedError, run_training
 
     try:

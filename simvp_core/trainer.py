@@ -1,8 +1,9 @@
 """The training loop: Adam + OneCycleLR per step on Moving MNIST generated on the fly.
 
-A library first (the search drives `Trainer.train_epoch` and reports after each epoch), with
-`run_training` as the loop the CLI uses. Every epoch reseeds its own data stream and the global
-RNG from (seed, epoch), so resuming after epoch k reproduces an uninterrupted run exactly.
+A library first: `Trainer.fit` is the one epoch loop, calling back after each epoch; the search's
+trainable reports from that callback, and `run_training` (the CLI's) checkpoints and prints a
+progress line from it. Every epoch reseeds its own data stream and the global RNG from
+(seed, epoch), so resuming after epoch k reproduces an uninterrupted run exactly.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import json
 import math
 import pickle
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -24,6 +26,8 @@ from simvp_core.config import TrainConfig, fields_in
 from simvp_core.losses import total_loss
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import build_model, count_params
+from simvp_core.oneline import duration
+from simvp_core.outputs import CHECKPOINT_FILE, METRICS_FILE
 
 VAL_SEED = 1_000_003  # the validation set is the same for every trial, whatever its seed
 TEST_SEED = 2_000_003  # seed of the generated stand-in test set
@@ -73,7 +77,8 @@ class Trainer:
                  test_digits: Tensor | None = None, data_dir: str | Path | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.amp_dtype = torch.bfloat16 if (cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")) else None
+        bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
+        self.amp_dtype = torch.bfloat16 if bf16 else None
         if train_digits is None:
             train_digits = data.load_mnist("train", data_dir)
         if test_digits is None and not data.has_standard_test_set(data_dir):
@@ -156,7 +161,7 @@ class Trainer:
             "epoch": epoch,
             "loss": float(loss_sum) / self.steps_per_epoch,
             **{f"val_{k}": v for k, v in val.items()},
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr_now": self.scheduler.get_last_lr()[0],  # the schedule's rate now; cfg.lr is its peak
             "seconds": train_seconds,
             "seq_per_s": self.steps_per_epoch * cfg.batch_size / train_seconds,
             "epoch_seconds": epoch_seconds,
@@ -269,6 +274,31 @@ class Trainer:
                                   f"{self.n_params:,} parameters): written for a different model; "
                                   f"{_CHECKPOINT_FIX}")
 
+    # -- the epoch loop ----------------------------------------------------------------------
+
+    def fit(self, on_epoch: Callable[[EpochEnd], None] = lambda end: None) -> list[dict]:
+        """Train the epochs left, calling `on_epoch` after each; returns the history.
+
+        A trainer restored after its last epoch trains nothing and calls back once with its last
+        row (restored=True), so that the caller's final step still runs. A NaN/inf loss raises
+        DivergedError before that epoch's callback: the caller decides what divergence means.
+        """
+        if self.epoch >= self.cfg.epochs:
+            on_epoch(EpochEnd(self.history[-1], last=True, restored=True))
+        while self.epoch < self.cfg.epochs:
+            row = self.train_epoch()
+            on_epoch(EpochEnd(row, last=self.epoch >= self.cfg.epochs, restored=False))
+        return self.history
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What Trainer.fit hands its callback after an epoch."""
+
+    row: dict  # the epoch's history row
+    last: bool  # the run's last epoch: time for the test metrics
+    restored: bool  # read from a checkpoint, not trained now (a run resumed after its end)
+
 
 def _learning_fields(cfg: TrainConfig) -> dict:
     """The fields that change what is learned; execution fields may differ on resume."""
@@ -276,16 +306,11 @@ def _learning_fields(cfg: TrainConfig) -> dict:
     return {k: v for k, v in cfg.to_dict().items() if k not in execution}
 
 
-def _format_eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
                  data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
     """Train to the end, checkpointing every epoch; writes and returns `out_dir/metrics.json`."""
     out = Path(out_dir)
-    ckpt, metrics_path = out / "checkpoint.pt", out / "metrics.json"
+    ckpt, metrics_path = out / CHECKPOINT_FILE, out / METRICS_FILE
     if not resume and (ckpt.exists() or metrics_path.exists()):
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose "
                               "another --out")
@@ -298,13 +323,17 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
         log(f"resumed from {ckpt} after epoch {trainer.epoch}")
     log(f"{cfg.preset}: {trainer.n_params / 1e6:.3f}M parameters on {trainer.device}; "
         f"test set: {trainer.test_set_source}")
-    while trainer.epoch < cfg.epochs:
-        epoch_start = time.perf_counter()
-        row = trainer.train_epoch()
+
+    def checkpoint_and_log(end: EpochEnd) -> None:
+        if end.restored:  # checkpointed when it was trained
+            return
         trainer.save_checkpoint(ckpt)
-        eta = (time.perf_counter() - epoch_start) * (cfg.epochs - trainer.epoch)
+        row = end.row
+        eta = row["epoch_seconds"] * (cfg.epochs - row["epoch"])
         log(f"epoch {row['epoch']}/{cfg.epochs}  loss {row['loss']:.5f}  val_mse {row['val_mse']:.3f}  "
-            f"{row['seq_per_s']:.1f} seq/s  ETA {_format_eta(eta)}")
+            f"{row['seq_per_s']:.1f} seq/s  ETA {duration(eta)}")
+
+    trainer.fit(checkpoint_and_log)
     test_start = time.perf_counter()
     test = trainer.evaluate("test")
     test_seconds = time.perf_counter() - test_start

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from search import runfolder
-from search.duration import format_duration
 from search.metric import DEFAULT, METRICS, best, best_column, direction, long_label
 from search.report import figures, insight, tables
 from search.runfolder import results
+from simvp_core.oneline import duration
 
 NUMERIC_COLUMNS = ("epochs_run", "repeat", *(f"val_{m}" for m in METRICS),
                    *(best_column(f"val_{m}") for m in METRICS), *(f"test_{m}" for m in METRICS),
@@ -152,7 +152,7 @@ def _header(df: pd.DataFrame, exp: dict[str, Any], name: str, ranked: tuple[str,
         ["metric", f"{metric} ({mode})"],
         ["started", str(exp.get("started") or "n/a")],
         ["finished", str(exp.get("finished") or "not finished (running or interrupted)")],
-        ["wall time", format_duration(exp.get("wall_seconds"))],
+        ["wall time", duration(exp.get("wall_seconds"), "long")],
         ["trials", f"{len(df)}: {done} completed" + (f", {by_status}" if by_status else "")],
         ["git commit", f"`{exp.get('git_commit', 'n/a')}`"],
         ["command", f"`{exp.get('command', 'n/a')}`"],

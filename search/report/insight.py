@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from search.duration import format_duration
 from search.metric import best
 from search.report.tables import markdown_table, name_values
+from simvp_core.oneline import duration
 
 if TYPE_CHECKING:
     import optuna
@@ -78,7 +78,7 @@ def cost_table(trials: pd.DataFrame, wall_seconds: float | None, gpu_per_trial: 
         ["trial-epochs run", str(run)],
         ["trial-epochs without early stopping", str(full)],
         ["saving", saving],
-        ["wall time", format_duration(wall_seconds)],
+        ["wall time", duration(wall_seconds, "long")],
         ["GPU-hours", f"{gpu_hours:.3f}" + ("" if gpu_per_trial else " (CPU-only trials)")],
     ]
     return markdown_table(["cost", "value"], rows, [False, True])

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search import runfolder, tracking
-from search.duration import format_duration
 from search.metric import METRICS, best
 from search.run import resume
 from search.run.rows import trial_rows
 from search.runfolder import results
 from search.runfolder.results import STATUSES
+from simvp_core.oneline import duration
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,7 +79,7 @@ def print_summary(plan: Plan, df: pd.DataFrame, tracker: Tracker, seconds: float
     counts = df["status"].value_counts()
     by_status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
     print(f"\n== search {plan.name} {headline}: {len(df)} trials ({by_status or 'none'}) "
-          f"in {format_duration(seconds)} ==")
+          f"in {duration(seconds, 'long')} ==")
     top = best(df, spec.metric, spec.mode)
     if top is None:
         print("best: no trial completed")

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from search.duration import format_duration
 from search.metric import finite
 from search.run.rows import finished
+from simvp_core.oneline import duration
 
 if TYPE_CHECKING:
     from search.space import SearchSpec
@@ -48,10 +48,10 @@ def progress_line(c: Counts) -> str:
     val_mse 134.1 (trial 2f3a_00002), 1 min 52 s elapsed, ~2 min 40 s left`."""
     ended = [f"{n} {what}" for n, what in ((c.stopped, "stopped early"), (c.failed, "failed")) if n]
     best = f"best {c.metric} {c.best:.4g} (trial {c.best_trial})" if c.best is not None else f"no {c.metric} yet"
-    left = "" if c.left is None else f", {'at most ' if c.at_most else ''}~{format_duration(c.left)} left"
+    left = "" if c.left is None else f", {'at most ' if c.at_most else ''}~{duration(c.left, 'long')} left"
     return (f"progress: {c.done}/{c.total} trials done" + (f" ({', '.join(ended)})" if ended else "")
             + f", {c.running} running, {c.epochs}/{c.max_epochs} trial-epochs, {best}, "
-            f"{format_duration(c.elapsed)} elapsed{left}")
+            f"{duration(c.elapsed, 'long')} elapsed{left}")
 
 
 def time_left(epochs: int, max_epochs: int, session_epochs: int, session_seconds: float) -> float | None:

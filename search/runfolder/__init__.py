@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simvp_core import outputs
 from simvp_core.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ LOCK_FILE = "search.lock"
 MLFLOW_DB = "mlflow.db"
 MLARTIFACTS_DIR = "mlartifacts"
 # in every checkpoint a trial reports (written by search.trainable)
-CHECKPOINT_FILE = "trainer.pt"  # until simvp_core names the trainer's checkpoint itself
+CHECKPOINT_FILE = outputs.CHECKPOINT_FILE  # the trainer's own name for its checkpoint
 HISTORY_FILE = "history.json"
 PREDICTIONS_FILE = "predictions.npz"
 PREDICTION_ARRAYS = ("inputs", "targets", "preds")  # float32 (n, 10, 1, 64, 64) each

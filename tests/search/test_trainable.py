@@ -1,4 +1,4 @@
-"""The trainable's epoch loop without Ray (search.trainable.run_epochs with a recording report),
+"""The trainable's reports without Ray (search.trainable.fit_reporting with a recording report),
 and the fault wrapper the end-to-end tests put around it (tests/search/faults.py)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from search import runfolder
 from search.metric import METRICS
-from search.trainable import run_epochs
+from search.trainable import fit_reporting
 from simvp_core.config import TrainConfig
 from simvp_core.data import load_mnist
 from simvp_core.trainer import Trainer
@@ -49,7 +49,7 @@ def finished(make, tmp_path_factory: pytest.TempPathFactory) -> tuple[Recorder, 
     """One trial run to its end: the reports, and a copy of its last checkpoint folder."""
     last = tmp_path_factory.mktemp("trial") / "last"
     report = Recorder(keep=last)
-    run_epochs(make(), "val_mse", report, {"node_id": "n1"})
+    fit_reporting(make(), "val_mse", report, {"node_id": "n1"})
     return report, last
 
 
@@ -57,8 +57,8 @@ def test_each_epoch_is_reported_with_a_checkpoint_the_last_with_test_metrics(fin
     report, folder = finished
     (first, first_files), (last, last_files) = report.calls
     assert (first["epoch"], last["epoch"]) == (1, 2)
-    assert first_files == [runfolder.HISTORY_FILE, runfolder.CHECKPOINT_FILE]
-    assert last_files == [runfolder.HISTORY_FILE, runfolder.PREDICTIONS_FILE, runfolder.CHECKPOINT_FILE]
+    assert first_files == sorted([runfolder.CHECKPOINT_FILE, runfolder.HISTORY_FILE])
+    assert last_files == sorted([runfolder.CHECKPOINT_FILE, runfolder.HISTORY_FILE, runfolder.PREDICTIONS_FILE])
     assert not {f"test_{m}" for m in METRICS} & set(first) and first["node_id"] == "n1"
     assert {f"test_{m}" for m in METRICS} <= set(last) and last["test_seconds"] > 0
     assert last["n_params"] > 0 and last["test_set"]
@@ -73,7 +73,7 @@ def test_a_trainer_restored_after_its_last_epoch_only_makes_the_final_report(mak
     restored = make()
     restored.load_checkpoint(finished[1] / runfolder.CHECKPOINT_FILE)
     report = Recorder()
-    run_epochs(restored, "val_mse", report, {})
+    fit_reporting(restored, "val_mse", report, {})
     ((metrics, files),) = report.calls
     assert metrics["epoch"] == 2 and "test_mse" in metrics and runfolder.PREDICTIONS_FILE in files
 
@@ -83,7 +83,7 @@ def test_a_diverged_trial_reports_nan_once_without_a_checkpoint_and_returns(make
     for p in trainer.model.parameters():
         p.data.fill_(math.nan)
     report = Recorder()
-    run_epochs(trainer, "val_ssim", report, {})
+    fit_reporting(trainer, "val_ssim", report, {})
     ((metrics, files),) = report.calls
     assert metrics["diverged"] == 1.0 and metrics["epoch"] == 1 and math.isnan(metrics["val_ssim"])
     assert "loss became nan" in metrics["error"] and files == []
@@ -93,7 +93,7 @@ def test_with_faults_applies_them_inside_the_trainable_and_then_takes_them_away(
     report = Recorder()
 
     def trainable(config: dict[str, Any], scale: int) -> None:
-        run_epochs(make(), "val_mse", report, {"scale": scale})
+        fit_reporting(make(), "val_mse", report, {"scale": scale})
 
     faulty = with_faults(trainable, parse_faults("nan_at_epoch=2@lr=0.005"))
     assert faulty.__name__ == "trainable"  # what Tuner.restore matches

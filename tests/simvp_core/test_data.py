@@ -125,12 +125,12 @@ def test_the_md5_check_is_cached_per_path_and_mtime(tmp_path):
     path = write_idx(tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz", images)
     md5s = md5_of(path)
     data.load_mnist("test", tmp_path, md5s=md5s)
-    misses = data._md5.cache_info().misses
+    misses = data.mnist._md5.cache_info().misses
     data.load_mnist("test", tmp_path, md5s=md5s)
-    assert data._md5.cache_info().misses == misses  # not hashed again
+    assert data.mnist._md5.cache_info().misses == misses  # not hashed again
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     data.load_mnist("test", tmp_path, md5s=md5s)
-    assert data._md5.cache_info().misses == misses + 1  # a changed file is hashed again
+    assert data.mnist._md5.cache_info().misses == misses + 1  # a changed file is hashed again
 
 
 def test_bad_split_is_rejected():
@@ -146,7 +146,7 @@ def test_resolve_data_dir_order(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", "")
     assert data.resolve_data_dir() == Path.home() / ".cache" / "simvp-search"
     for split in ("train", "test"):
-        write_idx(tmp_path / "data" / "MNIST" / "raw" / f"{data._IMAGE_FILES[split]}.gz",
+        write_idx(tmp_path / "data" / "MNIST" / "raw" / f"{data.mnist._IMAGE_FILES[split]}.gz",
                   np.zeros((1, 28, 28), np.uint8))
     assert data.resolve_data_dir() == Path("data")
     monkeypatch.setenv("SIMVP_DATA_DIR", str(tmp_path / "env"))

@@ -20,9 +20,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -148,7 +148,7 @@ def raw_files(folder: Path) -> list[str]:
 def assert_fetched(folder: Path, mnist) -> None:
     files, md5s = mnist
     assert raw_files(folder) == sorted(files)  # nothing else: no temp file left
-    for name, blob in files.items():
+    for name in files:
         assert md5((folder / data.MNIST_RAW / name).read_bytes()) == md5s[name]
 
 

@@ -7,8 +7,17 @@ import math
 import pytest
 import torch
 
-from simvp_core.models import (ACTIVATIONS, MODEL_FIELDS, PRESETS, TRANSLATORS, ModelConfig, StarReLU,
-                               build_model, count_params, resolve_model_config)
+from simvp_core.layers import StarReLU
+from simvp_core.models import (
+    ACTIVATIONS,
+    MODEL_FIELDS,
+    PRESETS,
+    TRANSLATORS,
+    ModelConfig,
+    build_model,
+    count_params,
+    resolve_model_config,
+)
 
 TINY = {"c_s": 8, "c_t": 16, "n_t": 2, "in_shape": (10, 1, 32, 32)}
 OPENSTL_SIZE = {"c_s": 64, "c_t": 512, "n_t": 8}

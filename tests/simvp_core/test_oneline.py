@@ -1,8 +1,8 @@
-"""simvp_core.oneline: paths cut in the middle for one-line errors."""
+"""simvp_core.oneline: paths cut in the middle for one-line errors, durations, one-line usage errors."""
 
 import pytest
 
-from simvp_core.oneline import OneLineParser, short_path
+from simvp_core.oneline import OneLineParser, duration, short_path
 
 
 def test_short_path_keeps_short_paths_and_the_name_of_long_ones():
@@ -11,6 +11,15 @@ def test_short_path_keeps_short_paths_and_the_name_of_long_ones():
     cut = short_path(long, 64)
     assert len(cut) == 64 and cut.startswith("/x/x") and cut.endswith("/train-images-idx3-ubyte.gz")
     assert "..." in cut and len(short_path(long, 200)) == 200
+
+
+@pytest.mark.parametrize("seconds,short,long", [
+    (None, "n/a", "n/a"), (float("inf"), "n/a", "n/a"), (float("nan"), "n/a", "n/a"),
+    (0.4, "0s", "0 s"), (59.4, "59s", "59 s"), (59.6, "1m00s", "1 min 00 s"), (61, "1m01s", "1 min 01 s"),
+    (3599, "59m59s", "59 min 59 s"), (3725, "1h02m", "1 h 02 min 05 s"), (90_000, "25h00m", "25 h 00 min 00 s"),
+])
+def test_a_duration_is_rounded_to_seconds_short_for_progress_lines_long_for_reports(seconds, short, long):
+    assert (duration(seconds), duration(seconds, "long")) == (short, long)
 
 
 def test_a_usage_error_is_one_short_line_and_exit_2(capsys):

@@ -124,3 +124,11 @@ def test_resume_from_a_checkpoint_that_does_not_fit_exits_2_in_one_line_and_keep
         assert len(lines) == 1 and len(lines[0]) <= 300, err
         assert lines[0].startswith(f"error: {tmp_path / name / 'checkpoint.pt'}: ") and words in lines[0]
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_help_imports_no_torch():
+    probe = ("import sys\nfrom simvp_core.train import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+             "    pass\nprint('torch:', 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--resume" in out.stdout, out.stderr
+    assert out.stdout.splitlines()[-1] == "torch: False"

@@ -7,7 +7,7 @@ import torch
 
 from simvp_core.config import TrainConfig
 from simvp_core.data import load_mnist
-from simvp_core.trainer import DivergedError, Trainer
+from simvp_core.trainer import DivergedError, EpochEnd, Trainer
 
 TINY = dict(preset="simvpv2", c_s=4, c_t=8, n_t=2, train_size=8, val_size=4, test_size=4,
             batch_size=4, eval_batch_size=4, epochs=2, device="cpu")
@@ -27,7 +27,7 @@ def test_one_cycle_is_stepped_every_iteration_with_torch_defaults(digits):
     lrs = [trainer.scheduler.get_last_lr()[0]]
     for _ in range(3):
         trainer.train_epoch()
-        lrs.append(trainer.history[-1]["lr"])
+        lrs.append(trainer.history[-1]["lr_now"])
     total, peak = 15, 1e-3
     initial, final = peak / 25, peak / 25 / 1e4  # div_factor 25, final_div_factor 1e4
     up_end = 0.3 * total - 1
@@ -53,7 +53,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(digits):
 
 def test_history_rows_hold_loss_validation_metrics_and_speed(digits):
     row = make(digits).train_epoch()
-    assert {"epoch", "loss", "val_mse", "val_mae", "val_ssim", "val_psnr", "lr", "seconds",
+    assert {"epoch", "loss", "val_mse", "val_mae", "val_ssim", "val_psnr", "lr_now", "seconds",
             "seq_per_s"} <= set(row)
     assert row["epoch"] == 1 and row["val_mse"] > 0 and 0 < row["val_ssim"] <= 1
 
@@ -101,6 +101,27 @@ def test_a_nan_loss_raises_diverged(digits):
         next(trainer.model.parameters()).fill_(float("nan"))
     with pytest.raises(DivergedError, match="nan"):
         trainer.train_epoch()
+
+
+def test_fit_calls_back_after_each_epoch_and_once_more_for_a_trainer_restored_after_its_end(digits, tmp_path):
+    trainer, ends = make(digits), []
+    history = trainer.fit(ends.append)
+    assert [(e.row["epoch"], e.last, e.restored) for e in ends] == [(1, False, False), (2, True, False)]
+    assert history == trainer.history and [e.row for e in ends] == history
+    trainer.save_checkpoint(tmp_path / "done.pt")
+    restored, again = make(digits), []
+    restored.load_checkpoint(tmp_path / "done.pt")
+    restored.fit(again.append)
+    assert again == [EpochEnd(history[-1], last=True, restored=True)] and restored.epoch == 2
+
+
+def test_fit_raises_diverged_before_that_epochs_callback(digits):
+    trainer, ends = make(digits, sync_every=1), []
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(DivergedError, match="epoch 1"):
+        trainer.fit(ends.append)
+    assert ends == [] and trainer.epoch == 0
 
 
 def test_training_past_the_last_epoch_is_an_error(digits):
