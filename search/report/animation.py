@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from simvp_core.atomic import atomic_file
+
 FRAMES = 10  # input frames, and frames predicted
 SCALE = 2  # each 64x64 frame drawn at 128x128 pixels, nearest neighbour
 GAP = 6  # white pixels between panels
@@ -62,11 +64,12 @@ def frames(columns: list[tuple[str, np.ndarray]], scale: int = SCALE) -> list[Im
 
 
 def write_gif(columns: list[tuple[str, np.ndarray]], path: str | Path, scale: int = SCALE) -> Path:
-    """Write `frames(columns)` as a GIF that loops for ever; returns the path."""
+    """Write `frames(columns)` as a GIF that loops for ever, atomically; returns the path."""
     images = frames(columns, scale)
     path = Path(path)
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], loop=0,
-                   duration=[FRAME_MS] * (FRAMES - 1) + [LAST_FRAME_MS])
+    with atomic_file(path) as f:
+        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                       duration=[FRAME_MS] * (FRAMES - 1) + [LAST_FRAME_MS])
     return path
 
 

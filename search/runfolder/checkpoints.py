@@ -1,9 +1,9 @@
 """The trials' checkpoints in Tune's folder, the bulk of a run folder: which keep their model state
 when a search ends (`keep_checkpoints`, declared here once), that state read or deleted, and sizes.
 
-Only CHECKPOINT_FILE (the trainer's model and optimizer state) is ever deleted: HISTORY_FILE and
-PREDICTIONS_FILE stay, because the results rows are rebuilt from them on every --resume, and Tune's
-own state is never touched. Works on any storage Tune writes to (a checkpoint's pyarrow
+Only CHECKPOINT_FILE (the trainer's model and optimizer state) and PREDICTIONS_FILE (once copied to
+predictions/) are ever deleted: HISTORY_FILE stays, because the results rows are rebuilt from it on
+every --resume, and Tune's own state is never touched. Works on any storage Tune writes to (a checkpoint's pyarrow
 filesystem). Light: pyarrow only inside the functions.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.runfolder import CHECKPOINT_FILE
+from search.runfolder import CHECKPOINT_FILE, PREDICTIONS_FILE
 
 if TYPE_CHECKING:
     from ray.tune import Checkpoint
@@ -33,6 +33,9 @@ DEFAULT_KEEP = "best"
 KEEP_HELP = ("trial checkpoints kept when the search finishes: best (the best trial's model state), "
              "all, or none; trial histories and predictions stay, and so does what --resume needs")
 FINISHED_FOR_GOOD = "TERMINATED"  # Tune's status of a trial it never runs again (ERROR ones it retries)
+# what may go from a finished trial's checkpoint: its model state, and its predictions once the run
+# folder has their copy; never HISTORY_FILE, from which the results rows are rebuilt
+DELETABLE = (CHECKPOINT_FILE, PREDICTIONS_FILE)
 
 
 def to_delete(trials: list, keep: str, best_trial: str | None) -> list:
@@ -57,25 +60,32 @@ def has_model_state(checkpoint: Checkpoint | None) -> bool:
     return checkpoint.filesystem.get_file_info(_state_path(checkpoint)).type == FileType.File
 
 
-def delete_model_state(checkpoint: Checkpoint | None) -> int:
-    """Delete CHECKPOINT_FILE from a trial's checkpoint; the bytes freed (0 when it is gone already)."""
+def delete_files(checkpoint: Checkpoint | None, names: tuple[str, ...] = (CHECKPOINT_FILE,)) -> int:
+    """Delete these files (of DELETABLE) from a trial's checkpoint; the bytes freed (0 for files
+    gone already)."""
     if checkpoint is None:
         return 0
     from pyarrow.fs import FileType
 
-    info = checkpoint.filesystem.get_file_info(_state_path(checkpoint))
-    if info.type != FileType.File:
-        return 0
-    checkpoint.filesystem.delete_file(_state_path(checkpoint))
-    return int(info.size or 0)
+    freed = 0
+    for name in names:
+        if name not in DELETABLE:
+            raise ValueError(f"{name} is not deletable from a trial checkpoint (only {', '.join(DELETABLE)})")
+        info = checkpoint.filesystem.get_file_info(f"{checkpoint.path}/{name}")
+        if info.type == FileType.File:
+            checkpoint.filesystem.delete_file(info.path)
+            freed += int(info.size or 0)
+    return freed
 
 
 @contextlib.contextmanager
-def model_state(checkpoint: Checkpoint) -> Iterator[Path]:
+def model_state(checkpoint: Checkpoint | None) -> Iterator[Path]:
     """A local path to the checkpoint's CHECKPOINT_FILE while the block runs (copied out of remote
     storage); FileNotFoundError when it was deleted."""
     from pyarrow.fs import LocalFileSystem
 
+    if checkpoint is None:
+        raise FileNotFoundError("the trial reported no checkpoint")
     if not has_model_state(checkpoint):
         raise FileNotFoundError(f"{CHECKPOINT_FILE} of trial checkpoint {checkpoint.path} was deleted "
                                 "(keep_checkpoints)")
@@ -106,5 +116,5 @@ def size(location: str | Path) -> int:
     return total
 
 
-__all__ = ["KEEP_CHECKPOINTS", "DEFAULT_KEEP", "KEEP_HELP", "to_delete", "has_model_state",
-           "delete_model_state", "model_state", "size"]
+__all__ = ["KEEP_CHECKPOINTS", "DEFAULT_KEEP", "KEEP_HELP", "DELETABLE", "to_delete", "has_model_state",
+           "delete_files", "model_state", "size"]
