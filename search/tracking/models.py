@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.tracking.store import PROBE_ENV, QUIET_ENV, environment, error_line, probe
+from search.tracking.store import PROBE_ENV, QUIET_ENV, environment, probe
+from simvp_core.oneline import short_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,6 +50,18 @@ def _fluent(uri: str) -> Iterator[None]:
             yield
     finally:
         mlflow.set_tracking_uri(before)
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """MLflow's own INFO lines (a store creating its tables) kept off the console for the block."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def registered(uri: str, name: str, run_id: str, trial_id: str) -> str | None:
@@ -125,27 +139,32 @@ def fetch_model_file(model_uri: str, tracking_uri: str, dest: Path) -> Path:
     model the search registered, or a file artifact itself (a model file or trainer checkpoint,
     checked by simvp_core when loaded). ModelUriError in one line otherwise."""
     if not model_uri.startswith(("models:/", "runs:/")) or model_uri.rstrip("/") in ("models:", "runs:"):
-        raise ModelUriError(f"--model-uri {model_uri[:100]!r}: expected {URI_FORMS}")
+        raise ModelUriError(f"--model-uri {_cut(model_uri)!r}: expected {URI_FORMS}")
     check_store(tracking_uri)
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     try:
-        with environment({**PROBE_ENV, **QUIET_ENV}):
+        with environment({**PROBE_ENV, **QUIET_ENV}), _quiet_logs():
             local = Path(download_artifacts(artifact_uri=model_uri, dst_path=str(dest),
                                             tracking_uri=tracking_uri, registry_uri=tracking_uri))
     except (MlflowException, OSError) as e:
-        raise ModelUriError(f"--model-uri {model_uri[:100]}: not found at {tracking_uri} "
-                            f"({error_line(e)[:160]}); list the registered models in the MLflow UI "
-                            "or pass --tracking-uri") from None
+        why = " ".join(str(getattr(e, "message", e)).split())[:110]
+        raise ModelUriError(f"--model-uri {_cut(model_uri)}: not found in {_cut(tracking_uri)} ({why}); "
+                            "see the registered models in the MLflow UI, or pass --tracking-uri") from None
     if local.is_file():
         return local
     found = local / EXTRA_FILES / MODEL_FILE
     if not found.is_file():
-        raise ModelUriError(f"--model-uri {model_uri[:100]}: a folder without {EXTRA_FILES}/{MODEL_FILE}, "
+        raise ModelUriError(f"--model-uri {_cut(model_uri)}: a folder without {EXTRA_FILES}/{MODEL_FILE}, "
                             "so not a model a search registered; pass the URI of a model file or "
                             "checkpoint artifact, or of a search's model")
     return found
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """A URI in an error line: its middle cut when long, its end (the file or the name) kept."""
+    return short_path(text, limit)
 
 
 def check_store(tracking_uri: str) -> None:
@@ -153,11 +172,11 @@ def check_store(tracking_uri: str) -> None:
     if tracking_uri.startswith("sqlite:///"):
         path = Path(tracking_uri.removeprefix("sqlite:///"))
         if not path.is_file():
-            raise ModelUriError(f"--tracking-uri {tracking_uri[:120]}: no MLflow store there (no such "
+            raise ModelUriError(f"--tracking-uri {_cut(tracking_uri)}: no MLflow store there (no such "
                                 "file); pass the store the search logged to, e.g. sqlite:///runs/mlflow.db")
     reason = probe(tracking_uri)
     if reason:
-        raise ModelUriError(f"--tracking-uri {tracking_uri[:120]}: MLflow cannot be reached ({reason[:160]}); "
+        raise ModelUriError(f"--tracking-uri {_cut(tracking_uri)}: MLflow cannot be reached ({reason[:140]}); "
                             "start the server or pass another --tracking-uri")
 
 
