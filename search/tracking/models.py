@@ -145,7 +145,8 @@ def fetch_model_file(model_uri: str, tracking_uri: str, dest: Path) -> Path:
     from mlflow.exceptions import MlflowException
 
     try:
-        with environment({**PROBE_ENV, **QUIET_ENV}), _quiet_logs():
+        # _fluent too: resolving models:/ consults MLflow's current store (else ./mlflow.db)
+        with _fluent(tracking_uri), environment(PROBE_ENV), _quiet_logs():
             local = Path(download_artifacts(artifact_uri=model_uri, dst_path=str(dest),
                                             tracking_uri=tracking_uri, registry_uri=tracking_uri))
     except (MlflowException, OSError) as e:

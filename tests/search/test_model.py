@@ -93,11 +93,13 @@ def test_predict_writes_a_gif_of_input_target_and_prediction_per_sequence(store,
     (["--model-uri", "runs:/{run_id}/nope.pt", "--tracking-uri", "{uri}"], "not found in sqlite:///"),
     (["--checkpoint", "{folder}/nope.pt"], "nope.pt: no such file"),
 ])
-def test_a_bad_model_source_is_one_line_and_exit_2(store, capsys, tmp_path, argv, words) -> None:
+def test_a_bad_model_source_is_one_line_and_exit_2(store, capsys, tmp_path, monkeypatch, argv, words) -> None:
+    """Nothing is written: no output, no store made where none was (MLflow's default ./mlflow.db)."""
+    monkeypatch.chdir(tmp_path)
     argv = [a.format(**store) for a in argv]
-    assert cli.main(["to-openstl", *argv, str(tmp_path / "out.ckpt")]) == 2
+    assert cli.main(["to-openstl", *argv, "out.ckpt"]) == 2
     assert words in one_line(capsys)
-    assert not (tmp_path / "out.ckpt").exists() and not (store["folder"] / "nothing").exists()
+    assert list(tmp_path.iterdir()) == [] and not (store["folder"] / "nothing").exists()
 
 
 def test_an_unreachable_server_and_a_gif_without_gif_are_refused_in_one_line(store, tmp_path, capsys,
