@@ -131,7 +131,14 @@ def attach_animation(uri: str, run_id: str, gif: Path) -> None:
 def model_tags(search: str, trial_id: str, metric: str, value: float, extra: dict[str, Any]) -> dict[str, str]:
     """The registered version's tags: which search, which trial, by which metric and its value."""
     return {"search": search, "trial": trial_id, "metric": metric, "value": f"{value:.6g}",
-            **{k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in extra.items()}}
+            **{k: _tag(v) for k, v in extra.items()}}
+
+
+def _tag(value: Any) -> str:
+    """A tag's text: floats to 6 significant digits, like `value`; lists and dicts as JSON."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
 def fetch_model_file(model_uri: str, tracking_uri: str, dest: Path) -> Path:
