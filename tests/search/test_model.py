@@ -26,14 +26,14 @@ TINY = {"preset": "simvpv2", "n_s": 2, "n_t": 2, "c_s": 4, "c_t": 8, "train_size
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def store(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow_store) -> dict:
     """A trainer checkpoint, and an SQLite MLflow store whose run holds it as a file artifact."""
     from mlflow.tracking import MlflowClient
 
     folder = tmp_path_factory.mktemp("model_cli")
     trainer = Trainer(TrainConfig(**TINY), data_dir="sample")
     trainer.save_checkpoint(folder / "checkpoint.pt")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = fresh_mlflow_store(folder)
     client = MlflowClient(uri)
     run_id = client.create_run(client.create_experiment("m", artifact_location=(folder / "art").as_uri())).info.run_id
     client.log_artifact(run_id, str(folder / "checkpoint.pt"), artifact_path="trained")
