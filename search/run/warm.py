@@ -91,13 +91,13 @@ def read_rows(name: str, path: Path) -> list[dict[str, Any]]:
 
 def match(spec: SearchSpec, rows: list[dict[str, Any]], run: str, path: Path) -> Source:
     """Which completed rows seed `spec`'s study, and why the others do not."""
-    costs = budget.of(spec)
+    bound = budget.of(spec)
     seeds, ignored = [], []
     completed = [r for r in rows if r.get("status") == "completed"]
     for row in completed:
         params, why = fit(spec, row)
-        if not why and costs is not None:
-            why = costs.reason(costs.cost(params))
+        if not why and bound is not None:
+            why = bound.reason(bound.cost(params))
             why = f"over the budget: {why}" if why else ""
         value = cell(row, spec.metric)
         if not why and not finite(value):
