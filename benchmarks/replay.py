@@ -175,10 +175,12 @@ class Outcome:
 
 
 def replay(curves: Curves, method: Method, seed: int, budget: int = BUDGET,
-           concurrency: int = CONCURRENCY) -> Outcome:
-    """One search of `method` with replay seed `seed` (sampler seed, grid order, recorded seeds drawn)."""
+           concurrency: int = CONCURRENCY, recorded: tuple[int, ...] | None = None) -> Outcome:
+    """One search of `method` with replay seed `seed` (sampler seed, grid order, recorded seeds
+    drawn: from `recorded` only when given, e.g. one half of them)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # else a line per trial told
     rng = np.random.default_rng(seed)
+    pool = list(recorded or curves.seeds)
     spec = curves.spec(seed, method.asha)
     searcher = method.build(curves, spec, rng)
     scheduler = driver.scheduler(spec) or FIFOScheduler()
@@ -197,7 +199,7 @@ def replay(curves: Curves, method: Method, seed: int, budget: int = BUDGET,
         if config is None:
             return False
         key = curves.key(config)
-        values, seconds = curves.runs[(key, curves.seeds[rng.integers(len(curves.seeds))])]
+        values, seconds = curves.runs[(key, pool[rng.integers(len(pool))])]
         run = Running(Trial("replay", config=config, trial_id=trial_id, stub=True), key, values, seconds)
         scheduler.on_trial_add(None, run.trial)
         heapq.heappush(running, (now + seconds[0], started, run))

@@ -7,12 +7,14 @@ preset costs nothing. GMACs count the convolutions and linear layers (what domin
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from simvp_core.models import PRESETS, build_model, count_params
+from simvp_core.models import PRESETS, ModelConfig, SimVP, count_params, resolve_model_config
 
 
 def gmacs_per_sequence(model: nn.Module) -> float:
@@ -29,15 +31,22 @@ def gmacs_per_sequence(model: nn.Module) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
+@functools.cache
+def model_cost(cfg: ModelConfig) -> tuple[int, float]:
+    """(parameters, GMACs per sequence) of the model `cfg` describes, built on the meta device;
+    cached, as a search asks about the same model configuration again and again."""
+    with torch.device("meta"):
+        model = SimVP(cfg)
+    return count_params(model), gmacs_per_sequence(model)
+
+
 def zoo_rows() -> list[dict]:
     """One row per preset: preset, translator, n_s, n_t, c_s, c_t, params (int), gmacs (float)."""
     rows = []
     for name, cfg in PRESETS.items():
-        with torch.device("meta"):
-            model = build_model(name)
+        params, gmacs = model_cost(resolve_model_config(name))
         rows.append({"preset": name, "translator": cfg.translator, "n_s": cfg.n_s, "n_t": cfg.n_t,
-                     "c_s": cfg.c_s, "c_t": cfg.c_t, "params": count_params(model),
-                     "gmacs": gmacs_per_sequence(model)})
+                     "c_s": cfg.c_s, "c_t": cfg.c_t, "params": params, "gmacs": gmacs})
     return rows
 
 

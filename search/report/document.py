@@ -20,7 +20,7 @@ import pandas as pd
 
 from search import runfolder
 from search.metric import DEFAULT, METRICS, best, best_column, direction, long_label
-from search.report import animation, figures, insight, tables
+from search.report import animation, figures, insight, provenance, tables
 from search.runfolder import results
 from simvp_core.oneline import duration
 
@@ -99,11 +99,13 @@ def build_report(run_dir: Path, reports_dir: Path = Path("reports")) -> Path:
     fig_dir.mkdir(parents=True, exist_ok=True)
     for f in FIGURE_FILES:
         (fig_dir / f).unlink(missing_ok=True)
+    over = provenance.skipped(exp, run_dir)
     sections = [
-        _header(df, exp, name, ranked),
+        _header(df, exp, name, ranked, provenance.facts(exp, over)),
         _results(df, exp, blocks, varied, ranked),
         _figures(df, run_dir, fig_dir, name, blocks, varied, ranked),
         _insight(df, exp, run_dir, blocks + varied, ranked),
+        *filter(None, [provenance.section(exp, over)]),
         f"---\n\nRegenerate with `python -m search.report runs/{name}` (the report is a pure "
         f"function of `runs/{name}/`).",
     ]
@@ -134,7 +136,8 @@ def _test_set_note(df: pd.DataFrame) -> tuple[str, str]:
         "fixed sequences), so differences from the paper include the change of test set.")
 
 
-def _header(df: pd.DataFrame, exp: dict[str, Any], name: str, ranked: tuple[str, str]) -> str:
+def _header(df: pd.DataFrame, exp: dict[str, Any], name: str, ranked: tuple[str, str],
+            origins: list[list[str]]) -> str:
     metric, mode = ranked
     counts = df["status"].value_counts().sort_index()
     done = int(counts.get("completed", 0))
@@ -156,6 +159,7 @@ def _header(df: pd.DataFrame, exp: dict[str, Any], name: str, ranked: tuple[str,
         ["finished", str(exp.get("finished") or "not finished (running or interrupted)")],
         ["wall time", duration(exp.get("wall_seconds"), "long")],
         ["trials", f"{len(df)}: {done} completed" + (f", {by_status}" if by_status else "")],
+        *origins,
         ["git commit", f"`{exp.get('git_commit', 'n/a')}`"],
         ["command", f"`{portable_command(str(exp.get('command', 'n/a')))}`"],
     ]

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from search.budget import OVER_BUDGET
 from search.metric import best
 from search.report.tables import markdown_table, name_values
+from search.run.warm import SOURCE_ATTR
 from simvp_core.oneline import duration
 
 if TYPE_CHECKING:
@@ -53,8 +55,10 @@ def importance_lines(study: optuna.Study) -> list[str]:
     ranked = sorted(importances.items(), key=lambda kv: (-kv[1], kv[0]))
     table = markdown_table(["parameter", "importance"], [[k, f"{v:.3f}"] for k, v in ranked],
                            [False, True])
-    return [f"Parameter importances of study `{study.study_name}`, from its {len(finished)} completed trials only "
-            f"(left out: {_left_out(study)}):", table]
+    seeded = sum(SOURCE_ATTR in t.user_attrs for t in finished)
+    return [f"Parameter importances of study `{study.study_name}`, from its {len(finished)} completed trials only"
+            + (f" ({seeded} of them seeded from earlier searches)" if seeded else "")
+            + f" (left out: {_left_out(study)}):", table]
 
 
 def _left_out(study) -> str:
@@ -62,9 +66,12 @@ def _left_out(study) -> str:
     import optuna
 
     state = optuna.trial.TrialState
-    pruned = len(study.get_trials(deepcopy=False, states=(state.PRUNED,)))
+    pruned = study.get_trials(deepcopy=False, states=(state.PRUNED,))
+    over = sum(OVER_BUDGET in t.user_attrs for t in pruned)
     failed = len(study.get_trials(deepcopy=False, states=(state.FAIL,)))
-    return f"{pruned} pruned (stopped early by ASHA), {failed} failed (errored or diverged)"
+    return (f"{len(pruned) - over} pruned (stopped early by ASHA), "
+            + (f"{over} over budget (never trained), " if over else "")
+            + f"{failed} failed (errored or diverged)")
 
 
 def cost_table(trials: pd.DataFrame, wall_seconds: float | None, gpu_per_trial: float) -> str:

@@ -27,8 +27,8 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 import search
 import simvp_core
-from search import runfolder, tracking
-from search.run import cluster, finish, local_ray, progress, resume, watchdog
+from search import budget, runfolder, tracking
+from search.run import cluster, finish, local_ray, progress, resume, warm, watchdog
 from search.run.interrupts import Interrupts
 from search.run.plan import Plan, UsageError, check_storage
 from search.run.searchers import ResumableOptunaSearch, SeedRepeater
@@ -198,6 +198,9 @@ def experiment_info(plan: Plan, tracker: tracking.Tracker) -> dict[str, Any]:
         "resources": {"cpu": spec.cpu, "gpu": spec.gpu},
         "max_failures": spec.max_failures,
         "optuna_study": plan.name if spec.algorithm in runfolder.OPTUNA_ALGORITHMS else None,
+        "budget": dict(spec.budget),
+        "over_budget": [{"config": config, "reason": why} for config, why in spec.over_budget],
+        "warm_start": previous.get("warm_start", []) if plan.resume else [s.record() for s in plan.warm],
         "command": previous.get("command", plan.command),  # the command that started the search
         "resume_commands": previous.get("resume_commands", []) + ([plan.command] if plan.resume else []),
         "git_commit": git_commit(),
@@ -237,7 +240,8 @@ def searcher(plan: Plan) -> Any:
     points_to_evaluate into the stored study a second time). BasicVariantGenerator limits
     concurrency itself (Tune ignores max_concurrent_trials for it); OptunaSearch gets Tune's
     ConcurrencyLimiter through TuneConfig. With repeats, SeedRepeater runs each suggestion once
-    per seed and tells the study the mean."""
+    per seed and tells the study the mean. A budget is checked on every suggestion; the plan's
+    warm start seeds the new study."""
     spec = plan.spec
     if spec.algorithm == "grid":
         return BasicVariantGenerator(points_to_evaluate=spec.grid_points(),
@@ -248,7 +252,9 @@ def searcher(plan: Plan) -> Any:
                                   points_to_evaluate=[dict(p) for p in spec.points_to_evaluate] or None,
                                   sampler=sampler, study_name=plan.name,
                                   storage=runfolder.optuna_storage(plan.run_dir),
-                                  max_epochs=spec.max_epochs)
+                                  max_epochs=spec.max_epochs, budget=budget.of(spec))
+    if plan.warm:
+        found.seed(warm.trials(spec, plan.warm))
     return SeedRepeater(found, spec.repeats, spec.base.seed) if spec.repeats > 1 else found
 
 

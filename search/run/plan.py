@@ -26,6 +26,7 @@ from search.runfolder.checkpoints import KEEP_CHECKPOINTS, KEEP_HELP
 from simvp_core.oneline import OneLineParser, short_path
 
 if TYPE_CHECKING:
+    from search.run.warm import Source
     from search.space import SearchSpec
 
 DESCRIPTION = ("Run a search space on Ray Tune (grid, random or Optuna; ASHA), tracked in MLflow, "
@@ -56,6 +57,7 @@ class Plan:
     previous: Mapping[str, Any]  # experiment.json of the search being resumed; {} otherwise
     data_dir: str | None  # the MNIST folder (fetched if missing) or "sample"; None in a dry run
     dry_run: bool
+    warm: tuple[Source, ...] = ()  # earlier searches seeding a new study (none on --resume)
 
     @property
     def tune_path(self) -> str:
@@ -83,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $SIMVP_DATA_DIR, else ./data if it has "
                         "MNIST, else ~/.cache/simvp-search; fetched there when missing)")
     p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default: reports")
+    p.add_argument("--warm-start", action="append", default=[], metavar="RUN",
+                   help="an earlier search (runs/<name>, or a name in --storage) whose completed trials "
+                        "seed the study, besides the space's warm_start; repeatable (algorithm optuna)")
     p.add_argument("--keep-checkpoints", choices=tuple(KEEP_CHECKPOINTS),
                    help=f"{KEEP_HELP} (default: the space's keep_checkpoints, else best)")
     return p
@@ -106,6 +111,7 @@ def make_plan(argv: list[str]) -> Plan:
     except lock.LockHeld as e:
         raise UsageError(str(e)) from e
     tune_storage = f"{args.storage.rstrip('/')}/{name}" if is_uri(args.storage) else str(run_dir)
+    warm = warm_start(spec, args.warm_start, run_dir, args.resume)
     previous = _previous(args.resume, run_dir, runfolder.tune_path(tune_storage), spec, args.space)
     plan = Plan(
         spec=spec, space_file=args.space, name=name,
@@ -115,7 +121,7 @@ def make_plan(argv: list[str]) -> Plan:
                       or default_tracking_uri(args.storage)),
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
         max_concurrent=args.max_concurrent, reports_dir=args.reports_dir, resume=args.resume,
-        previous=previous, data_dir=None, dry_run=args.dry_run)
+        previous=previous, data_dir=None, dry_run=args.dry_run, warm=warm)
     if plan.address is None:  # an embedded Ray: one node with this machine's CPUs and GPUs
         check_storage(plan, n_nodes=1)
         check_local_resources(spec)
@@ -125,13 +131,42 @@ def make_plan(argv: list[str]) -> Plan:
 
 
 def load_spec(space_file: str, smoke: bool) -> SearchSpec:
-    """The validated space (scaled down with --smoke); a bad file is a UsageError."""
+    """The validated space (scaled down with --smoke), a grid's configurations over its budget set
+    aside (counting them imports torch: only for a space with a budget); a bad file is a UsageError."""
     from search.space import SpaceError, load_space, scale_to_smoke
 
     try:
         spec = load_space(space_file)
-        return scale_to_smoke(spec) if smoke else spec
+        spec = scale_to_smoke(spec) if smoke else spec
     except SpaceError as e:
+        raise UsageError(str(e)) from e
+    if not spec.budget:
+        return spec
+    from search import budget
+
+    try:
+        return budget.filter_grid(spec)
+    except budget.BudgetError as e:
+        raise UsageError(str(e)) from e
+
+
+def warm_start(spec: SearchSpec, extra: list[str], run_dir: Path, resuming: bool) -> tuple[Source, ...]:
+    """The earlier searches seeding a new study: the space's warm_start and --warm-start, read and
+    matched now; none on --resume (the study was seeded when the search started)."""
+    if extra and spec.algorithm != "optuna":
+        raise UsageError(f"--warm-start: algorithm {spec.algorithm} learns nothing from earlier trials; "
+                         "warm start a search with algorithm optuna (TPE)")
+    if extra and resuming:
+        raise UsageError("--warm-start with --resume: the study was seeded when the search started; "
+                         "drop --warm-start")
+    names = list(dict.fromkeys([*spec.warm_start, *extra]))
+    if resuming or not names:
+        return ()
+    from search.run import warm
+
+    try:
+        return warm.select(spec, names, run_dir)
+    except warm.WarmStartError as e:
         raise UsageError(str(e)) from e
 
 
@@ -298,6 +333,10 @@ def dry_run(plan: Plan) -> str:
              f"run folder: {plan.run_dir}" + (f" (Tune state in {plan.tune_path})"
                                               if is_uri(plan.storage) else ""),
              f"tracking: {plan.tracking_uri}"]
+    if plan.warm:
+        from search.run import warm
+
+        lines += warm.describe(plan.warm)
     if plan.resume:
         lines.append(f"resume: the search started {plan.previous.get('started', '?')} "
                      f"with {plan.previous.get('command', '?')}")

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from typing import Any
 
 import optuna
 from ray.tune.search import Repeater, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from search.budget import OVER_BUDGET, Budget
 from search.metric import finite
+
+MAX_OVER_BUDGET = 100  # configurations over budget in a row before the searcher gives up asking
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -21,12 +25,48 @@ class ResumableOptunaSearch(OptunaSearch):
     value at step `epoch`, and the end as COMPLETE (all the trial's epochs), PRUNED (stopped early,
     by ASHA) or FAIL (errored or diverged, with user attr `fail_reason`). Safe to resume: the study
     (optuna.db) is ahead of Tune's snapshot after a killed driver, so an epoch told again keeps
-    one value per step and an outcome told again is skipped."""
+    one value per step and an outcome told again is skipped.
 
-    def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+    With a budget, each configuration is costed before Tune sees it: its relative excess over each
+    bound is the trial's Optuna constraint (feasible <= 0, what TPE reads), and one over budget is
+    told PRUNED with user attr `over_budget` (why), never trained, and the study asked again."""
+
+    def __init__(self, *args: Any, max_epochs: int, budget: Budget | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_epochs = max_epochs  # a trial's epochs unless it searches `epochs` itself
         self._steps: dict[str, set[int]] = {}  # the epochs told per trial (saved with the searcher)
+        self._budget = budget
+
+    def seed(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+        """Finished trials of earlier searches into the study (warm start), before the first suggestion."""
+        self._ot_study.add_trials(trials)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        """The study's next configuration within budget; FINISHED (said once) after MAX_OVER_BUDGET
+        over-budget ones in a row, when the space has next to nothing inside its budget."""
+        for _ in range(MAX_OVER_BUDGET):
+            config = super().suggest(trial_id)
+            if self._budget is None or not isinstance(config, dict) or self._within_budget(trial_id, config):
+                return config
+        print(f"budget: {MAX_OVER_BUDGET} configurations in a row were over {self._budget.words()}; "
+              "the search asks for no more trials (raise the budget or narrow the space)", file=sys.stderr)
+        return Searcher.FINISHED
+
+    def _within_budget(self, trial_id: str, config: dict) -> bool:
+        """Cost the configuration and tell the study; one over budget is told PRUNED and dropped."""
+        trial = self._ot_trials[trial_id]
+        cost = self._budget.cost(config)
+        for key, value in cost.items():
+            trial.set_user_attr(key, value)
+        for key, excess in self._budget.excess(cost).items():
+            trial.set_constraint(key, excess)
+        reason = self._budget.reason(cost)
+        if not reason:
+            return True
+        trial.set_user_attr(OVER_BUDGET, reason)
+        self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        del self._ot_trials[trial_id]
+        return False
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value, epoch = result.get(self.metric), result.get("epoch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from search.budget import Budget
 from search.runfolder.checkpoints import KEEP_CHECKPOINTS
 from search.space.schema import VALUE_KINDS
 from search.space.spec import Param, SearchSpec, show_when
@@ -33,6 +34,13 @@ def explain(spec: SearchSpec) -> str:
                      f"{len(trials)} listed point(s) first")
     for n, point in enumerate(trials, 1):
         lines.append(f"  {n:>3}. " + (" ".join(f"{k}={v}" for k, v in point.items()) or "(base configuration)"))
+    if spec.budget:
+        lines.append(f"budget: {Budget(spec.budget, spec.base).words()}; configurations over it are never trained"
+                     + (f", {len(spec.over_budget)} of the grid's" + ":" * bool(spec.over_budget)
+                        if spec.algorithm == "grid" else
+                        " (each sampled one is counted first; skipped ones are told to the study)"))
+    for point, why in spec.over_budget:
+        lines.append("    skipped: " + " ".join(f"{k}={v}" for k, v in point.items()) + f" ({why})")
     if spec.scheduler == "asha":
         lines.append(f"scheduler: asha (grace_period {spec.grace_period}, reduction_factor "
                      f"{spec.reduction_factor}, max_epochs {spec.max_epochs})")

@@ -10,10 +10,12 @@ from typing import Any
 from search.space.errors import SpaceError
 from search.space.limits import brief, cap_hint, clip, grid_size, max_trials
 from search.space.schema import (
+    BUDGET_KEYS,
     KINDS,
     PUBLISHED_VALUES,
     RANGE_KINDS,
     VALUE_KINDS,
+    Budget,
     Published,
     Scheduler,
     Search,
@@ -251,6 +253,29 @@ def gpu_share(gpu: float) -> None:
     if gpu > 1 and not float(gpu).is_integer():
         raise SpaceError("resources.gpu", f"got {gpu:g}",
                          "0, a fraction in (0, 1] (0.25 packs 4 trials per GPU) or a whole number")
+
+
+def budget(raw: Budget | None) -> tuple[tuple[str, float], ...]:
+    """The budget's bounds, at least one when the section is there."""
+    if raw is None:
+        return ()
+    bounds = tuple((k, float(getattr(raw, k))) for k in BUDGET_KEYS if getattr(raw, k) is not None)
+    if not bounds:
+        raise SpaceError("budget", "no bound given", f"at least one of {', '.join(BUDGET_KEYS)}, e.g. {{params_m: 10}}")
+    return bounds
+
+
+def warm_start(raw: list[str], algorithm: str) -> tuple[str, ...]:
+    """Earlier searches seed a TPE study: not a grid (nothing learns) nor random (it ignores history)."""
+    if raw and algorithm != "optuna":
+        raise SpaceError("warm_start", f"algorithm {algorithm} learns nothing from earlier trials",
+                         "warm_start only with search.algorithm optuna (TPE)")
+    for i, name in enumerate(raw):
+        if not name.strip():
+            raise SpaceError(f"warm_start[{i}]", "empty name", "an earlier search: runs/<name>, or its name")
+        if name in raw[:i]:
+            raise SpaceError(f"warm_start[{i}]", f"duplicate {brief(name)}", "each earlier search once")
+    return tuple(raw)
 
 
 def blocks(raw: list[str], space: tuple[Param, ...]) -> tuple[str, ...]:

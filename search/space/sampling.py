@@ -37,6 +37,18 @@ class OptunaSpace:
         return None
 
 
+def distribution(p: Param) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution OptunaSpace suggests `p` from: what a trial seeded into the study
+    (warm start) must declare for TPE to read it beside the sampled ones."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if p.kind in ("grid", "choice"):
+        return CategoricalDistribution(list(p.values))
+    if p.kind == "int":
+        return IntDistribution(int(p.low), int(p.high), step=int(p.step or 1))
+    return FloatDistribution(p.low, p.high, step=p.step, log=p.kind == "loguniform")
+
+
 def optuna_space(spec: SearchSpec) -> OptunaSpace:
     """The define-by-run function for OptunaSearch (picklable), for algorithm optuna or random."""
     return OptunaSpace(spec.space)

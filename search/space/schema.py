@@ -107,6 +107,16 @@ class Resources(Section):
     gpu: float = Field(0, ge=0, description="GPUs per trial: 0, a fraction up to 1, or a whole number")
 
 
+class Budget(Section):
+    """Upper bounds on what a configuration costs, known before it trains: one over them never trains."""
+
+    params_m: float = Field(None, gt=0, description="parameters, millions: at most this many")
+    gmacs: float = Field(None, gt=0, description="GMACs (multiply-accumulates) per input sequence: at most this many")
+
+
+BUDGET_KEYS = tuple(Budget.model_fields)  # what a budget bounds (search.budget counts each)
+
+
 class Published(Section):
     """The paper's numbers for one of its rows, shown beside the matching trial."""
 
@@ -137,6 +147,10 @@ class SpaceFile(Section):
     published: list[Published] = Field([], description="the paper's numbers, shown beside ours")
     sample_fallback: bool = Field(False, description="offline: run on the bundled sample (labelled so)")
     keep_checkpoints: Literal[tuple(KEEP_CHECKPOINTS)] = Field(DEFAULT_KEEP, description=KEEP_HELP)
+    budget: Budget = Field(None, description="bounds on parameters and GMACs: configurations over them never train")
+    warm_start: list[str] = Field(
+        [], description="earlier searches (run folders, or names in the same storage) whose completed "
+                        "trials seed the study (algorithm optuna)")
 
     @field_validator("metric", mode="before")
     @classmethod

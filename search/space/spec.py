@@ -77,6 +77,9 @@ class SearchSpec:
     published: tuple[dict, ...]
     sample_fallback: bool = False  # MNIST cannot be fetched: run on the bundled sample (labelled)
     keep_checkpoints: str = DEFAULT_KEEP  # the trial checkpoints kept when the search finishes
+    budget: tuple[tuple[str, float], ...] = ()  # (key, upper bound): params_m, gmacs (search.budget)
+    over_budget: tuple[tuple[dict, str], ...] = ()  # grid configurations over it, with why (never trained)
+    warm_start: tuple[str, ...] = ()  # earlier searches whose completed trials seed the study
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -103,6 +106,8 @@ class SearchSpec:
         configs = list(self.points_to_evaluate)
         if self.algorithm == "grid" and not configs:
             configs = expand(self.space)
+        if self.over_budget:
+            configs = [c for c in configs if not any(c == skipped for skipped, _ in self.over_budget)]
         if self.repeats == 1:
             return [dict(c) for c in configs]
         return [{**c, "seed": self.base.seed + r} for r in range(self.repeats) for c in configs]
@@ -137,6 +142,9 @@ class SearchSpec:
             "blocks": list(self.blocks),
             "published": [{**row, "match": dict(row["match"])} for row in self.published],
             "sample_fallback": self.sample_fallback, "keep_checkpoints": self.keep_checkpoints,
+            # only when given, so the fingerprint of a space without them is what it always was
+            **({"budget": dict(self.budget)} if self.budget else {}),
+            **({"warm_start": list(self.warm_start)} if self.warm_start else {}),
         }
 
     def fingerprint(self) -> str:

@@ -107,7 +107,7 @@ def test_the_replays_searchers_suggest_what_the_platforms_do(curves, algorithm, 
     spec = curves.spec(7, (1, 3))
     spec = dataclasses.replace(spec, algorithm=algorithm)
     plan = SimpleNamespace(spec=spec, name="replay", run_dir=tmp_path,
-                           max_concurrent=None)
+                           max_concurrent=None, warm=())
     platform = driver.searcher(plan)
     ours = replay.optuna_searcher(spec, algorithm, searchers.ResumableOptunaSearch)
     assert type(ours) is type(platform) and type(ours._sampler) is type(platform._sampler)

@@ -340,10 +340,19 @@ def test_reads_what_the_run_folder_writes(tmp_path):
     assert [r["params (M)"] for r in block32] == ["–", "1.235"]
 
 
-def test_optuna_importances(tmp_path):
+def test_optuna_importances_and_where_the_trials_came_from(tmp_path):
+    """Also: a sampler's trials over budget (PRUNED with their reason in the study) and the trials
+    seeded from earlier searches, in the header, their own section and the importances' note."""
     optuna = pytest.importorskip("optuna")
+    from search.budget import OVER_BUDGET
+    from search.run.warm import SOURCE_ATTR
+
     rows = table4_rows()
-    run_dir = make_run_dir(tmp_path, rows, name="tuned", algorithm="optuna", optuna_study="tuned")
+    warm = [{"run": "loss-a", "path": "runs/loss-a", "seeded": 3, "not_completed": 1,
+             "ignored": [{"trial_id": "a7", "why": "fixed settings differ: epochs 50 (here 3)"}]},
+            {"run": "runs/loss-b", "path": "runs/loss-b", "seeded": 0, "not_completed": 0, "ignored": []}]
+    run_dir = make_run_dir(tmp_path, rows, name="tuned", algorithm="optuna", optuna_study="tuned",
+                           budget={"params_m": 10.0, "gmacs": 5.0}, warm_start=warm)
     storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'optuna.db'}")
     study = optuna.create_study(study_name="tuned", storage=storage)
     dist = {"lambda_ddr": optuna.distributions.FloatDistribution(0.0, 2.0),
@@ -352,11 +361,24 @@ def test_optuna_importances(tmp_path):
         ddr = i / 6
         study.add_trial(optuna.trial.create_trial(
             params={"lambda_ddr": ddr, "act": ["gelu", "starrelu"][i % 2]}, distributions=dist,
-            value=40.0 + 5 * ddr))
+            value=40.0 + 5 * ddr, user_attrs={SOURCE_ATTR: "loss-a"} if i < 3 else {}))
+    for reason in ("params 46.77M > 10M", "params 46.77M > 10M", "GMACs 6.1 > 5"):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, params={"lambda_ddr": 1.0, "act": "gelu"},
+            distributions=dist, user_attrs={OVER_BUDGET: reason}))
     md = build_report(run_dir, tmp_path / "reports").read_text()
     importances = next(t for t in md_tables(md) if t and "importance" in t[0])
     assert {r["parameter"] for r in importances} == {"lambda_ddr", "act"}
     assert importances[0]["parameter"] == "lambda_ddr"  # the value depends on it alone
+    assert ("from its 12 completed trials only (3 of them seeded from earlier searches) (left out: 0 pruned "
+            "(stopped early by ASHA), 3 over budget (never trained), 0 failed") in md
+    assert ("| budget | params <= 10M, GMACs <= 5 per sequence: 3 configuration(s) over it skipped, never "
+            "trained |\n| warm start | 3 trial(s) seeded the study: 3 from loss-a, 0 from runs/loss-b; "
+            "1 ignored |") in md
+    section = md[md.index("### Budget and warm start"):]
+    assert "- 1 sampled configuration(s): GMACs 6.1 > 5\n- 2 sampled configuration(s): params 46.77M > 10M" in section
+    assert ("Warm start from `loss-a` (`runs/loss-a`): 3 completed trial(s) seeded the study, 1 ignored, "
+            "1 not completed (never used):\n\n- a7: fixed settings differ: epochs 50 (here 3)") in section
     assert build_report(run_dir, tmp_path / "reports").read_text() == md
 
 

@@ -97,10 +97,12 @@ def check_study(run_dir: Path, name: str, df: pd.DataFrame) -> None:
     PRUNED for one ASHA stopped, its intermediate values its history's val_mse at each epoch; any
     other study trial is one a killed driver left behind, FAIL with the reason; none RUNNING."""
     from search.run.resume import ORPHAN_REASON
+    from search.run.warm import SOURCE_ATTR
 
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
-    told = [t for t in study.trials if t.user_attrs.get("fail_reason") != ORPHAN_REASON]
-    assert all(t.state.name == "FAIL" and not t.intermediate_values for t in study.trials if t not in told)
+    ours = [t for t in study.trials if SOURCE_ATTR not in t.user_attrs]  # not seeded by a warm start
+    told = [t for t in ours if t.user_attrs.get("fail_reason") != ORPHAN_REASON]
+    assert all(t.state.name == "FAIL" and not t.intermediate_values for t in ours if t not in told)
     assert sorted(t.params["lr"] for t in told) == pytest.approx(sorted(df["lr"]))
     for row in df.to_dict("records"):
         trial = next(t for t in told if t.params["lr"] == pytest.approx(row["lr"]))
@@ -508,12 +510,15 @@ def test_unreachable_tracking_server_loses_nothing_and_warns_once(
 
 def test_a_killed_search_resumes_without_losing_or_repeating_trials(
         ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
-        subprocess_env, tune_record, capsys) -> None:
-    """Optuna + ASHA, the harder case: its searcher, scheduler and study are restored too."""
+        subprocess_env, tune_record, capsys, asha_search) -> None:
+    """Optuna + ASHA, the harder case: its searcher, scheduler and study are restored too. Also
+    warm-started from the smoke search (same fixed settings: its completed trials seed the study,
+    once, kept across the resume) and under a budget every trial fits (each costed as trained)."""
     points = [{"lr": lr} for lr in (0.01, 0.008, 1e-6, 2e-6)]
     space = write_space(tmp_path, "killed", {"lr": {"loguniform": [1e-6, 0.02]}},
                         {"algorithm": "optuna", "num_samples": 4, "points_to_evaluate": points},
-                        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 2})
+                        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 2},
+                        budget={"params_m": 1}, warm_start=["asha-smoke"])
     run_dir = storage / "killed"
     argv = [space, "--storage", storage, "--data-dir", mnist_dir, "--max-concurrent", 2,
             "--reports-dir", tmp_path / "reports"]
@@ -545,6 +550,19 @@ def test_a_killed_search_resumes_without_losing_or_repeating_trials(
     assert set(df["status"]) == {"completed", "stopped"}
     assert sorted(df["lr"]) == pytest.approx(sorted(p["lr"] for p in points))  # none run twice
     check_study(run_dir, "killed", df)
+    smoke = asha_search["df"][asha_search["df"]["status"] == "completed"]
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
+    seeded = [t for t in study if t.user_attrs.get("warm_start") == "asha-smoke"]
+    assert sorted((t.params["lr"], t.value) for t in seeded) == sorted(zip(smoke["lr"], smoke["val_mse"]))
+    info = runfolder.read_experiment(run_dir)
+    assert [(w["run"], w["seeded"]) for w in info["warm_start"]] == [("asha-smoke", len(smoke))]
+    assert info["budget"] == {"params_m": 1.0}
+    ours = {t.params["lr"]: t for t in study if t not in seeded and t.state.name != "FAIL"}
+    for row in df.to_dict("records"):  # the budget's count is the trained model's
+        assert ours[row["lr"]].user_attrs["params_m"] * 1e6 == pytest.approx(row["n_params"])
+        assert ours[row["lr"]].constraints["params_m"] < 0
+    report = (tmp_path / "reports" / "killed.md").read_text()
+    assert f"| warm start | {len(smoke)} trial(s) seeded the study: {len(smoke)} from asha-smoke; 0 ignored |" in report
     for trial_id in finished_before:  # done before the kill: not run again
         assert [r["epoch"] for r in reported[trial_id]] == list(range(1, len(reported[trial_id]) + 1))
     check_rows_against_tune(df, run_dir, 2, tune_record)

@@ -24,9 +24,9 @@ BROKEN = sorted((Path(__file__).parent / "broken_spaces").glob("*.yaml"))
 # The broken files a JSON Schema rejects: one key's type, bounds, choices or spelling. The others
 # break a rule across keys (conditions, points, reachability, budgets, models) or are not YAML.
 SCHEMA_LEVEL = {
-    "base_act_relu", "base_epochs_zero", "base_lr_infinite", "cpu_zero", "empty_values", "gpu_negative",
-    "grid_value_invalid", "keep_checkpoints_unknown", "loguniform_low_zero", "low_not_a_number",
-    "missing_search", "not_a_mapping", "null_value", "test_metric", "uniform_on_int_field",
+    "base_act_relu", "base_epochs_zero", "base_lr_infinite", "budget_unknown_key", "budget_zero", "cpu_zero",
+    "empty_values", "gpu_negative", "grid_value_invalid", "keep_checkpoints_unknown", "loguniform_low_zero",
+    "low_not_a_number", "missing_search", "not_a_mapping", "null_value", "test_metric", "uniform_on_int_field",
     "unknown_field_in_base", "unknown_field_in_space", "unknown_kind", "unknown_metric", "unknown_top_level_key"}
 NOT_YAML = {"broken_yaml", "duplicate_key"}
 

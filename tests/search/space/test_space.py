@@ -392,3 +392,15 @@ def test_importing_the_space_package_loads_neither_torch_nor_ray():
     code = "import sys, search.space; print(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_budget_and_a_warm_start_are_kept_and_leave_other_spaces_fingerprints_alone(tmp_path):
+    body = "search: {algorithm: optuna, num_samples: 4}\nspace: {lr: {loguniform: [0.001, 0.01]}}\n"
+    spec = load_space(write(tmp_path, body + "budget: {params_m: 10, gmacs: 3}\nwarm_start: [runs/a, b]\n"))
+    plain = load_space(write(tmp_path, body, "plain.yaml"))
+    assert spec.budget == (("params_m", 10.0), ("gmacs", 3.0)) and spec.warm_start == ("runs/a", "b")
+    assert parse_space(spec.to_dict(), spec.path) == spec
+    assert scale_to_smoke(spec).budget == spec.budget and scale_to_smoke(spec).warm_start == spec.warm_start
+    assert not {"budget", "warm_start"} & set(plain.to_dict())  # a resumed older search still matches
+    assert spec.fingerprint() != plain.fingerprint()
+    assert "budget: params <= 10M, GMACs <= 3 per sequence; configurations over it are never trained" in explain(spec)
