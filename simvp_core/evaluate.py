@@ -11,72 +11,101 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
-
-from simvp_core import data
-from simvp_core.convert import ConvertError, load_model
-from simvp_core.metrics import MetricAccumulator
-from simvp_core.models import count_params
 from simvp_core.oneline import OneLineParser
-from simvp_core.trainer import TEST_SEED, resolve_device
+
+if TYPE_CHECKING:  # torch and what needs it are imported when a model is evaluated: --help stays fast
+    import torch
+    from torch import Tensor, nn
 
 EXIT_BAD_INPUT = 2
 
 
-@torch.no_grad()
 def evaluate_model(model: nn.Module, seqs: Tensor, batch_size: int, device: torch.device) -> dict[str, float]:
     """{"mse", "mae", "ssim" (data range 2.0), "psnr"} of the model's predictions over uint8 sequences."""
+    import torch
+
+    from simvp_core import data
+    from simvp_core.metrics import MetricAccumulator
+
     model.eval()
     acc = MetricAccumulator()
-    for start in range(0, len(seqs), batch_size):
-        inputs, targets = data.split_frames(data.to_float(seqs[start:start + batch_size].to(device)))
-        acc.update(model(inputs).float(), targets)
+    with torch.no_grad():
+        for start in range(0, len(seqs), batch_size):
+            inputs, targets = data.split_frames(data.to_float(seqs[start:start + batch_size].to(device)))
+            acc.update(model(inputs).float(), targets)
     return acc.compute()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m simvp_core.evaluate",
-                                     description="Evaluate a saved SimVP model on the Moving MNIST test set.")
-    parser.add_argument("--checkpoint", required=True, help="our model file or a trainer checkpoint.pt")
+def add_test_set_options(parser: argparse.ArgumentParser) -> None:
+    """The test set and how to run it: the options every command that evaluates a model takes."""
     parser.add_argument("--data-dir", help="folder holding mnist_test_seq.npy or MNIST/raw/*.gz, fetched there "
                         "when neither is present ('sample' = the small shipped sample)")
     parser.add_argument("--test-size", type=int, default=10_000, help="test sequences (default: 10000)")
     parser.add_argument("--batch-size", type=int, default=100, help="sequences per batch (default: 100)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def test_sequences(n: int, data_dir: str | None) -> tuple[Tensor, str]:
+    """The first n test sequences (uint8) and what they are: mnist_test_seq.npy when the data folder
+    has it, else the trainer's stand-in, MNIST fetched first when missing."""
+    from simvp_core import data
+    from simvp_core.fetch import ensure_mnist
+    from simvp_core.trainer import TEST_SEED
+
+    if not data.has_standard_test_set(data_dir):
+        data_dir = ensure_mnist(data_dir, allow_sample=False, log=lambda line: None)
+    return data.load_test_set(n, TEST_SEED, data_dir=data_dir)
+
+
+def evaluate_file(path: str, data_dir: str | None, test_size: int, batch_size: int, device: str) -> dict:
+    """The report of a saved model on the test set: preset, overrides, params, test set, sequences
+    and the metrics; ConvertError, ValueError or DataNotFoundError (one line) when it cannot be made."""
+    from simvp_core.convert import load_model
+    from simvp_core.models import count_params
+    from simvp_core.trainer import resolve_device
+
+    if test_size < 1 or batch_size < 1:
+        raise ValueError(f"--test-size and --batch-size must be >= 1, got {test_size} and {batch_size}")
+    model, preset, overrides = load_model(path)
+    where = resolve_device(device)
+    seqs, source = test_sequences(test_size, data_dir)
+    metrics = evaluate_model(model.to(where), seqs, batch_size, where)
+    return {"preset": preset, "overrides": overrides, "params": count_params(model), "test_set": source,
+            "sequences": len(seqs), **metrics}
+
+
+def describe(report: dict, label: str) -> str:
+    """The report as the command prints it: the model, the test set, the metrics."""
+    changed = f", overrides {report['overrides']}" if report["overrides"] else ""
+    return "\n".join([
+        f"{label}: preset {report['preset']}{changed} ({report['params'] / 1e6:.3f}M params)",
+        f"test set ({report['sequences']} sequences): {report['test_set']}",
+        f"mse {report['mse']:.4f}  mae {report['mae']:.4f}  ssim {report['ssim']:.5f} (data range 2.0)  "
+        f"psnr {report['psnr']:.3f}"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m simvp_core.evaluate",
+                           description="Evaluate a saved SimVP model on the Moving MNIST test set.")
+    parser.add_argument("--checkpoint", required=True, help="our model file or a trainer checkpoint.pt")
+    add_test_set_options(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from simvp_core.fetch import ensure_mnist  # after parsing: --help stays fast
+    from simvp_core.convert import ConvertError
+    from simvp_core.data import DataNotFoundError
 
     try:
-        if args.test_size < 1 or args.batch_size < 1:
-            raise ValueError(f"--test-size and --batch-size must be >= 1, got {args.test_size} and "
-                             f"{args.batch_size}")
-        model, preset, overrides = load_model(args.checkpoint)
-        device = resolve_device(args.device)
-        data_dir = args.data_dir
-        if not data.has_standard_test_set(data_dir):
-            data_dir = ensure_mnist(data_dir, allow_sample=False, log=lambda line: None)
-        seqs, source = data.load_test_set(args.test_size, TEST_SEED, data_dir=data_dir)
-        metrics = evaluate_model(model.to(device), seqs, args.batch_size, device)
-    except (ConvertError, ValueError, data.DataNotFoundError) as e:
+        report = evaluate_file(args.checkpoint, args.data_dir, args.test_size, args.batch_size, args.device)
+    except (ConvertError, ValueError, DataNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    report = {"checkpoint": args.checkpoint, "preset": preset, "overrides": overrides,
-              "params": count_params(model), "test_set": source, "sequences": len(seqs), **metrics}
-    if args.json:
-        print(json.dumps(report))
-    else:
-        changed = f", overrides {overrides}" if overrides else ""
-        print(f"{args.checkpoint}: preset {preset}{changed} ({report['params'] / 1e6:.3f}M params)")
-        print(f"test set ({len(seqs)} sequences): {source}")
-        print(f"mse {metrics['mse']:.4f}  mae {metrics['mae']:.4f}  ssim {metrics['ssim']:.5f} (data range 2.0)  "
-              f"psnr {metrics['psnr']:.3f}")
+    print(json.dumps({"checkpoint": args.checkpoint, **report}) if args.json else describe(report, args.checkpoint))
     return 0
 
 

@@ -1,5 +1,5 @@
 """Text for one-line messages: paths cut in the middle (so that an error line naming a deeply nested
-file stays under about 300 characters and still ends with the file's name), durations, and an
+file stays under about 300 characters and still ends with the file's name), durations, sizes, and an
 argparse whose usage errors are one line. Torch-free, for simvp_core and search alike."""
 
 from __future__ import annotations
@@ -31,6 +31,19 @@ def duration(seconds: float | None, style: Literal["short", "long"] = "short") -
     if style == "long":
         return f"{s} s" if s < 60 else f"{m} min {s % 60:02d} s" if s < 3600 else f"{h} h {m:02d} min {s % 60:02d} s"
     return f"{s}s" if s < 60 else f"{m}m{s % 60:02d}s" if s < 3600 else f"{h}h{m:02d}m"
+
+
+def size(n_bytes: int | None) -> str:
+    """Bytes in decimal units as a summary shows them: 512 B, 1.5 kB, 12.3 MB, 405 GB; 'n/a' for None."""
+    if n_bytes is None:
+        return "n/a"
+    value, units = float(n_bytes), ("B", "kB", "MB", "GB", "TB")
+    i = 0
+    while abs(value) >= 999.95 and i < len(units) - 1:
+        value, i = value / 1000, i + 1
+    if i == 0:
+        return f"{int(value)} B"
+    return f"{value:.1f} {units[i]}" if abs(value) < 100 else f"{value:.0f} {units[i]}"
 
 
 class OneLineParser(argparse.ArgumentParser):

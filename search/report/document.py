@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from search import runfolder
 from search.metric import DEFAULT, METRICS, best, best_column, direction, long_label
-from search.report import figures, insight, provenance, tables
+from search.report import animation, figures, insight, provenance, tables
 from search.runfolder import results
 from simvp_core.oneline import duration
 
@@ -28,8 +29,9 @@ NUMERIC_COLUMNS = ("epochs_run", "repeat", *(f"val_{m}" for m in METRICS),
                    "n_params", "seconds", "epochs")
 STANDARD_TEST_SET = "mnist_test_seq.npy"  # how simvp_core.data labels the standard file
 PAPER_TEST_SIZE = 10_000
-FIGURE_FILES = ("predictions.png", "learning_curves.png", "cost.png", "parallel_coordinates.png",
-                "efficiency.png")
+FIGURE_FILES = ("predictions.png", "predictions.gif", "learning_curves.png", "cost.png",
+                "parallel_coordinates.png", "efficiency.png")
+GIF_SEQUENCES = 2  # test sequences (rows) in the report's animation
 INDEX_MARK = re.compile(r"^<!-- index: (.*) -->$", re.MULTILINE)
 INDEX_INTRO = (
     "One report per search, generated from `runs/<name>/` by `python -m search.report "
@@ -148,7 +150,7 @@ def _header(df: pd.DataFrame, exp: dict[str, Any], name: str, ranked: tuple[str,
     summary = (f"{exp.get('experiment', name)}: {algorithm} search, {len(df)} trials ({done} "
                f"completed), best by {metric}: test MSE {insight.format_mse(test_mse)}, {short_set}")
     facts = [
-        ["space file", f"`{exp.get('space', 'n/a')}`"],
+        ["space file", f"`{portable_command(str(exp.get('space', 'n/a')))}`"],
         ["algorithm", f"{algorithm}" + (f", {exp['num_samples']} samples"
                                          if algorithm != "grid" and "num_samples" in exp else "")],
         ["scheduler", _scheduler(exp)],
@@ -159,7 +161,7 @@ def _header(df: pd.DataFrame, exp: dict[str, Any], name: str, ranked: tuple[str,
         ["trials", f"{len(df)}: {done} completed" + (f", {by_status}" if by_status else "")],
         *origins,
         ["git commit", f"`{exp.get('git_commit', 'n/a')}`"],
-        ["command", f"`{exp.get('command', 'n/a')}`"],
+        ["command", f"`{portable_command(str(exp.get('command', 'n/a')))}`"],
     ]
     return "\n\n".join([
         f"<!-- index: {summary} -->\n# {exp.get('experiment', name)}: search report",
@@ -167,6 +169,27 @@ def _header(df: pd.DataFrame, exp: dict[str, Any], name: str, ranked: tuple[str,
         note,
         tables.markdown_table(["", ""], facts, [False, False]),
     ])
+
+
+_ABSOLUTE = re.compile(r"^(?P<head>sqlite:///|file://|--[\w-]+=)?(?P<path>[/~].*)$")
+
+
+def portable_command(command: str) -> str:
+    """A command line without the folders of the machine it ran on: each absolute path (also in a
+    `--flag=` or an `sqlite:///` URI) shown as .../<its last part>, so that a report can travel."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # not a shell command line: shown as it is
+        return command
+    shown = []
+    for word in words:
+        found = _ABSOLUTE.match(word)
+        if found is None:
+            shown.append(shlex.quote(word))
+            continue
+        name = Path(found["path"].rstrip("/")).name
+        shown.append((found["head"] or "") + ".../" + shlex.quote(name) if name else word)
+    return " ".join(shown)
 
 
 def _scheduler(exp: dict[str, Any]) -> str:
@@ -221,15 +244,19 @@ def _figures(df: pd.DataFrame, run_dir: Path, fig_dir: Path, name: str, blocks: 
              varied: list[str], ranked: tuple[str, str]) -> str:
     metric, mode = ranked
     parts = ["## Figures"]
-    strip, notes = _prediction_rows(df, run_dir, blocks, varied, ranked)
+    best, notes = _block_predictions(df, run_dir, blocks, varied, ranked)
     parts += notes
-    if strip:
+    if best:
+        first = {k: a[0] for k, a in best[0][1].items()}
+        strip = [("Input (frames 1-10)", first["inputs"]), ("Target (frames 11-20)", first["targets"]),
+                 *((f"Prediction, {label}", arrays["preds"][0]) for label, arrays in best)]
         short_set = _test_set_note(df)[0]
         figures.save(figures.prediction_strip(strip, f"First test sequence ({short_set})"),
                      fig_dir / "predictions.png")
         parts.append(f"![Predictions of the best configuration of each block]({name}/predictions.png)"
                      "\n\nInput, target and the prediction of each block's best configuration by "
                      f"{metric} (paper Table 6).")
+        parts.append(_animation(best, fig_dir, name))
     else:
         parts.append("No stored predictions (`predictions/<trial_id>.npz`) for a completed trial.")
     if any(figures.history_curve(h, metric)[0] for h in df["history"]):
@@ -259,25 +286,36 @@ def _figures(df: pd.DataFrame, run_dir: Path, fig_dir: Path, name: str, blocks: 
     return "\n\n".join(parts)
 
 
-def _prediction_rows(df: pd.DataFrame, run_dir: Path, blocks: list[str], varied: list[str],
-                     ranked: tuple[str, str]) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
-    """Input and target of the first test sequence, then each block's best prediction."""
-    rows: list[tuple[str, np.ndarray]] = []
+def _block_predictions(df: pd.DataFrame, run_dir: Path, blocks: list[str], varied: list[str],
+                       ranked: tuple[str, str]) -> tuple[list[tuple[str, dict[str, np.ndarray]]], list[str]]:
+    """(its searched values, its stored test predictions) of each block's best configuration."""
+    found: list[tuple[str, dict[str, np.ndarray]]] = []
     notes: list[str] = []
     for _, trials in tables.split_blocks(df, blocks):
         trial = _best_trial(trials[trials["status"] == "completed"], run_dir, ranked)
         if trial is None:
             continue
         try:
-            arrays = {k: a[0] for k, a in runfolder.read_predictions(run_dir, trial["trial_id"]).items()}
+            found.append((tables.name_values(trial, blocks + varied),
+                          runfolder.read_predictions(run_dir, trial["trial_id"])))
         except runfolder.RunFolderError as e:
             notes.append(f"{e}.")
-            continue
-        if not rows:
-            rows = [("Input (frames 1-10)", arrays["inputs"]),
-                    ("Target (frames 11-20)", arrays["targets"])]
-        rows.append((f"Prediction, {tables.name_values(trial, blocks + varied)}", arrays["preds"]))
-    return rows, notes
+    return found, notes
+
+
+def _animation(best: list[tuple[str, dict[str, np.ndarray]]], fig_dir: Path, name: str) -> str:
+    """predictions.gif: the first test sequences, input and target beside each block's best
+    prediction (numbered when there are several blocks), and its markdown."""
+    several = len(best) > 1
+    predictions = [(f"prediction {i}" if several else "prediction 11-20", arrays["preds"])
+                   for i, (_, arrays) in enumerate(best, start=1)]
+    n = min(GIF_SEQUENCES, *(len(arrays["preds"]) for _, arrays in best))
+    animation.write_gif(animation.columns_of(best[0][1], predictions, n), fig_dir / "predictions.gif")
+    key = ("; ".join(f"prediction {i}: {label}" for i, (label, _) in enumerate(best, start=1))
+           if several else f"prediction: {best[0][0]}")
+    which = f"first {n} test sequences" if n > 1 else "first test sequence"
+    return (f"![The {which}, moving]({name}/predictions.gif)\n\nThe {which} moving: input frame t "
+            f"beside target and predicted frame 10 + t ({key}).")
 
 
 def _best_trial(completed: pd.DataFrame, run_dir: Path, ranked: tuple[str, str]) -> pd.Series | None:

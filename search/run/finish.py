@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search import runfolder, tracking
 from search.metric import METRICS, best
-from search.run import resume
+from search.run import best_model, resume
 from search.run.rows import trial_rows
 from search.runfolder import results
 from search.runfolder.results import STATUSES
@@ -51,6 +52,8 @@ def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], sta
     counts = df["status"].value_counts()
     all_errored = len(df) > 0 and int(counts.get("errored", 0)) == len(df)
     status = ("KILLED" if interrupted or unfinished else "FAILED" if all_errored else "FINISHED")
+    # a finished search's answer: its best model registered, then the checkpoints it no longer needs gone
+    outcome = [] if interrupted or unfinished else best_model.conclude(plan, trials, df, tracker)
     tracker.finish_search({**{f"trials_{s}": float(counts.get(s, 0)) for s in STATUSES},
                            **({f"best_{spec.metric}": float(top[spec.metric].mean()),
                                "best_test_mse": float(top["test_mse"].mean())} if top is not None else {})},
@@ -62,7 +65,7 @@ def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], sta
         return 128 + interrupted if interrupted else 1
     if spec.algorithm in runfolder.OPTUNA_ALGORITHMS:
         resume.release_orphan_optuna_trials(plan, [])
-    print_summary(plan, df, tracker, seconds)
+    print_summary(plan, df, tracker, seconds, outcome=outcome)
     write_report(plan, tracker)
     if all_errored:
         first = str(df["status_detail"].iloc[0]).splitlines()[0][:300] if len(df) else ""
@@ -73,8 +76,9 @@ def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], sta
 
 
 def print_summary(plan: Plan, df: pd.DataFrame, tracker: Tracker, seconds: float,
-                  headline: str = "finished") -> None:
-    """The end of a search in a few lines: counts, the best configuration, where things are."""
+                  headline: str = "finished", outcome: Sequence[str] = ()) -> None:
+    """The end of a search in a few lines: counts, the best configuration, where things are, and
+    the `outcome` lines (the registered model, the run folder's size)."""
     spec = plan.spec
     counts = df["status"].value_counts()
     by_status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
@@ -97,6 +101,8 @@ def print_summary(plan: Plan, df: pd.DataFrame, tracker: Tracker, seconds: float
               f"view with: {tracking.ui_command(plan.tracking_uri, tracker.experiment_id)}")
     else:
         print(f"MLflow:  off ({tracker.off_reason})")
+    for line in outcome:
+        print(line)
 
 
 def write_report(plan: Plan, tracker: Tracker) -> None:

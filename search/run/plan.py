@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from search import runfolder
 from search.run import cluster
 from search.runfolder import lock
+from search.runfolder.checkpoints import KEEP_CHECKPOINTS, KEEP_HELP
 from simvp_core.oneline import OneLineParser, short_path
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-start", action="append", default=[], metavar="RUN",
                    help="an earlier search (runs/<name>, or a name in --storage) whose completed trials "
                         "seed the study, besides the space's warm_start; repeatable (algorithm optuna)")
+    p.add_argument("--keep-checkpoints", choices=tuple(KEEP_CHECKPOINTS),
+                   help=f"{KEEP_HELP} (default: the space's keep_checkpoints, else best)")
     return p
 
 
@@ -95,6 +98,8 @@ def make_plan(argv: list[str]) -> Plan:
     UsageError. Starts nothing; only a real run (not --dry-run) fetches missing MNIST."""
     args = build_parser().parse_args(argv)
     spec = load_spec(args.space, args.smoke)
+    if args.keep_checkpoints:
+        spec = replace(spec, keep_checkpoints=args.keep_checkpoints)
     name = check_name(spec.experiment if args.name is None else args.name)  # smoke: <experiment>-smoke
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError(f"--max-concurrent {args.max_concurrent}: expected an integer >= 1")

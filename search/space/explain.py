@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from search.budget import Budget
+from search.runfolder.checkpoints import KEEP_CHECKPOINTS
 from search.space.schema import VALUE_KINDS
 from search.space.spec import Param, SearchSpec, show_when
 from simvp_core.config import TrainConfig, declared
@@ -49,6 +50,8 @@ def explain(spec: SearchSpec) -> str:
     seeds = f" (seeds {spec.base.seed}..{spec.base.seed + spec.repeats - 1})" if spec.repeats > 1 else ""
     lines.append(f"repeats: {spec.repeats}{seeds}")
     lines.append(f"resources per trial: cpu {spec.cpu:g}, gpu {spec.gpu:g}; max_failures {spec.max_failures}")
+    lines.append(f"checkpoints kept when the search finishes: {KEEP_CHECKPOINTS[spec.keep_checkpoints]} "
+                 f"(keep_checkpoints {spec.keep_checkpoints})")
     if spec.blocks:
         lines.append(f"blocks: {', '.join(spec.blocks)}")
     sources = sorted({row["source"] for row in spec.published})

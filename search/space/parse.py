@@ -91,7 +91,8 @@ def _spec(data: Any, file: str) -> SearchSpec:
         max_epochs=max_epochs, metric=raw.metric, mode=METRICS[raw.metric], repeats=raw.repeats,
         cpu=float(raw.resources.cpu), gpu=float(raw.resources.gpu), max_failures=raw.max_failures,
         blocks=rules.blocks(raw.blocks, space), published=(), sample_fallback=raw.sample_fallback,
-        budget=rules.budget(raw.budget), warm_start=rules.warm_start(raw.warm_start, algorithm))
+        keep_checkpoints=raw.keep_checkpoints, budget=rules.budget(raw.budget),
+        warm_start=rules.warm_start(raw.warm_start, algorithm))
     rules.grid_builds(spec)
     if algorithm == "grid":
         spec = dataclasses.replace(spec, num_samples=len(spec.grid_points()))

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from search.metric import DEFAULT as DEFAULT_METRIC
 from search.metric import SEARCH_METRICS
+from search.runfolder.checkpoints import DEFAULT_KEEP, KEEP_CHECKPOINTS, KEEP_HELP
 from simvp_core.config import FIELD_TYPES, Settings, whole, without_none
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "int")
@@ -145,6 +146,7 @@ class SpaceFile(Section):
     blocks: list[str] = Field([], description="searched params: the report's one table per value")
     published: list[Published] = Field([], description="the paper's numbers, shown beside ours")
     sample_fallback: bool = Field(False, description="offline: run on the bundled sample (labelled so)")
+    keep_checkpoints: Literal[tuple(KEEP_CHECKPOINTS)] = Field(DEFAULT_KEEP, description=KEEP_HELP)
     budget: Budget = Field(None, description="bounds on parameters and GMACs: configurations over them never train")
     warm_start: list[str] = Field(
         [], description="earlier searches (run folders, or names in the same storage) whose completed "

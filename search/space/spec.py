@@ -8,10 +8,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from search.runfolder.checkpoints import DEFAULT_KEEP
 from search.space.schema import VALUE_KINDS
 from simvp_core.config import FIELD_TYPES, TrainConfig
 
 UNSET = object()  # a value no param takes: 'not in this point'
+RESUMABLE = ("keep_checkpoints",)  # what a --resume may change: it does not change what is searched
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class SearchSpec:
     blocks: tuple[str, ...]
     published: tuple[dict, ...]
     sample_fallback: bool = False  # MNIST cannot be fetched: run on the bundled sample (labelled)
+    keep_checkpoints: str = DEFAULT_KEEP  # the trial checkpoints kept when the search finishes
     budget: tuple[tuple[str, float], ...] = ()  # (key, upper bound): params_m, gmacs (search.budget)
     over_budget: tuple[tuple[dict, str], ...] = ()  # grid configurations over it, with why (never trained)
     warm_start: tuple[str, ...] = ()  # earlier searches whose completed trials seed the study
@@ -138,15 +141,16 @@ class SearchSpec:
             "resources": {"cpu": self.cpu, "gpu": self.gpu}, "max_failures": self.max_failures,
             "blocks": list(self.blocks),
             "published": [{**row, "match": dict(row["match"])} for row in self.published],
-            "sample_fallback": self.sample_fallback,
+            "sample_fallback": self.sample_fallback, "keep_checkpoints": self.keep_checkpoints,
             # only when given, so the fingerprint of a space without them is what it always was
             **({"budget": dict(self.budget)} if self.budget else {}),
             **({"warm_start": list(self.warm_start)} if self.warm_start else {}),
         }
 
     def fingerprint(self) -> str:
-        """What the space file asks for, hashed: a resumed search must ask the same."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """What the space file asks for, hashed: a resumed search must ask the same (RESUMABLE aside)."""
+        asked = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE}
+        text = json.dumps(asked, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bars on the console
 # The experiment's kind for the MLflow UI: training runs, not a GenAI app (the UI's own constants).
 # MLflow 3 UIs before its workflow-based navigation open an experiment by this tag; 3.17 ignores it
 # and opens the GenAI pages unless the URL says `workflowType` (or the browser remembers the
@@ -34,7 +35,8 @@ def ui_command(uri: str, experiment_id: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables set for the block, the old values back afterwards."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -56,7 +58,7 @@ def probe(uri: str) -> str | None:
     """None when the tracking store answers; otherwise why not (no retries, short timeout)."""
     from mlflow.tracking import MlflowClient
 
-    with _env(PROBE_ENV):
+    with environment(PROBE_ENV):
         try:
             MlflowClient(uri).search_experiments(max_results=1)
         except Exception as e:  # any failure means: do not log to this store
@@ -100,4 +102,4 @@ def end_killed_runs(uri: str, parent_run_id: str) -> None:
 
 
 __all__ = ["probe", "ui_command", "experiment_url", "attach_report", "end_killed_runs", "error_line",
-           "KIND_TAG", "TRAINING_KIND", "RUNS_VIEW"]
+           "environment", "PROBE_ENV", "QUIET_ENV", "KIND_TAG", "TRAINING_KIND", "RUNS_VIEW"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from simvp_core.oneline import OneLineParser, duration, short_path
+from simvp_core.oneline import OneLineParser, duration, short_path, size
 
 
 def test_short_path_keeps_short_paths_and_the_name_of_long_ones():
@@ -20,6 +20,14 @@ def test_short_path_keeps_short_paths_and_the_name_of_long_ones():
 ])
 def test_a_duration_is_rounded_to_seconds_short_for_progress_lines_long_for_reports(seconds, short, long):
     assert (duration(seconds), duration(seconds, "long")) == (short, long)
+
+
+@pytest.mark.parametrize("n_bytes,text", [
+    (None, "n/a"), (0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (1500, "1.5 kB"), (999_999, "1.0 MB"),
+    (12_345_678, "12.3 MB"), (405_000_000_000, "405 GB"), (10**16, "10000 TB"),
+])
+def test_a_size_is_in_decimal_units_with_one_decimal_below_100(n_bytes, text):
+    assert size(n_bytes) == text
 
 
 def test_a_usage_error_is_one_short_line_and_exit_2(capsys):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from search.report import FIGURE_FILES, ReportError, build_report, cli, figures
+from search.report import FIGURE_FILES, ReportError, animation, build_report, cli, figures
 from simvp_core.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[3]
@@ -239,6 +239,9 @@ def test_figures_open_with_expected_size_and_content(table4):
         "cost.png": tuple(round(s * figures.DPI) for s in figures.COST_SIZE),
         "parallel_coordinates.png": tuple(round(s * figures.DPI) for s in figures.PARALLEL_SIZE),
         "efficiency.png": tuple(round(s * figures.DPI) for s in figures.EFFICIENCY_SIZE),
+        # input, target and the two blocks' best side by side; two test sequences, one per row
+        "predictions.gif": (4 * 64 * animation.SCALE + 5 * animation.GAP,
+                            2 * animation.LABEL_PIXELS + 2 * 64 * animation.SCALE + 3 * animation.GAP),
     }
     assert set(expected) == set(FIGURE_FILES)
     for name, size in expected.items():
@@ -247,6 +250,32 @@ def test_figures_open_with_expected_size_and_content(table4):
             assert image.size == size
             pixels = np.asarray(image.convert("L"), dtype=float)
         assert pixels.std() > 0
+    assert "(prediction 1: batch_size=16, lambda_ddr=0; prediction 2: batch_size=32, lambda_ddr=0)" in md
+
+
+def test_the_animation_plays_every_frame_and_shows_each_frame_of_its_columns(tmp_path):
+    """Frame t of the GIF: input frame t, target and prediction frame 10 + t, a counter below."""
+    seqs = np.zeros((1, 20, 1, 64, 64), dtype=np.float32)
+    for t in range(20):
+        seqs[0, t, 0, :, t * 3:t * 3 + 3] = 1.0  # a bar moving right: each frame its own column
+    arrays = {"inputs": seqs[:, :10], "targets": seqs[:, 10:], "preds": seqs[:, 10:] * 0.5}
+    path = animation.write_gif(animation.columns_of(arrays), tmp_path / "a.gif")
+    scale, gap, top = animation.SCALE, animation.GAP, animation.LABEL_PIXELS + animation.GAP
+    with Image.open(path) as gif:
+        assert gif.n_frames == 10 and gif.info["loop"] == 0
+        durations = []
+        for t in range(10):
+            gif.seek(t)
+            durations.append(gif.info["duration"])
+            frame = np.asarray(gif.convert("L"), dtype=float)
+            for column, (frame_index, level) in enumerate([(t, 255), (10 + t, 255), (10 + t, 128)]):
+                x0 = gap + column * (64 * scale + gap)
+                bright = np.flatnonzero(frame[top + 32 * scale, x0:x0 + 64 * scale] > 64)
+                assert list(bright // scale // 3) == [frame_index] * 3 * scale, (t, column)
+                assert frame[top + 32 * scale, x0 + bright[0]] == pytest.approx(level, abs=2)
+            counter = frame[-animation.LABEL_PIXELS:]
+            assert (counter < 128).any()  # the frame counter is drawn
+    assert durations == [animation.FRAME_MS] * 9 + [animation.LAST_FRAME_MS]
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -453,3 +482,17 @@ def test_the_search_metric_picks_and_test_metrics_only_stand_beside(tmp_path):
     cols_px = slice(round((figures.STRIP_LABEL_INCHES + 0.2) * figures.DPI),
                     round((figures.STRIP_LABEL_INCHES + 9.8) * figures.DPI))
     assert pixels[rows_px, cols_px].mean() > 0.9  # a0's white frames, not b0's black ones
+
+
+def test_the_command_row_shows_no_folder_of_the_machine_it_ran_on(tmp_path):
+    """Absolute paths (also after `--flag=` and in an sqlite:/// URI) are cut to their last part;
+    relative paths, other URIs and quoted words are shown as typed."""
+    command = ("python -m search.run /home/ann/spaces/x.yaml --data-dir /srv/data/ --reports-dir=/tmp/rep "
+               "--tracking-uri sqlite:////home/ann/runs/mlflow.db --storage s3://bucket/runs --name 'a b'")
+    run_dir = make_run_dir(tmp_path, [trial("t0", test=(1.0, 2.0, 0.9, 20.0))], name="paths", blocks=[],
+                           published=[], command=command, space="/home/ann/spaces/x.yaml")
+    md = build_report(run_dir, tmp_path / "reports").read_text()
+    assert ("| command | `python -m search.run .../x.yaml --data-dir .../data --reports-dir=.../rep "
+            "--tracking-uri sqlite:///.../mlflow.db --storage s3://bucket/runs --name 'a b'` |") in md
+    assert "| space file | `.../x.yaml` |" in md
+    assert "/home/ann" not in md and "/srv" not in md and "/tmp/rep" not in md

@@ -114,6 +114,20 @@ def test_a_plan_holds_every_resolved_option(tmp_path: Path, write_space, monkeyp
     assert "OptunaSearch (random sampler, seed 5)" in dry_run(plan)
 
 
+def test_keep_checkpoints_comes_from_the_space_unless_the_flag_says_otherwise(tmp_path: Path, write_space,
+                                                                              capsys) -> None:
+    space = write_space(tmp_path, "keep", {"lr": {"grid": [0.01]}}, keep_checkpoints="all")
+    argv = [str(space), "--storage", str(tmp_path / "runs"), "--dry-run"]
+    assert make_plan(argv).spec.keep_checkpoints == "all"
+    flagged = make_plan([*argv, "--keep-checkpoints", "none"])
+    assert flagged.spec.keep_checkpoints == "none" and "--keep-checkpoints none" in flagged.command
+    with pytest.raises(SystemExit) as info:
+        run(*argv, "--keep-checkpoints", "last")
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1
+    assert "invalid choice: 'last'" in err and "'best', 'all', 'none'" in err
+
+
 def test_local_gpus_are_counted_as_ray_counts_them(tmp_path: Path, monkeypatch) -> None:
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-a)'\necho '  MIG 1g.18gb Device 0:'\n"

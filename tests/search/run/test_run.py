@@ -5,8 +5,11 @@ The command line alone is tested in test_plan.py."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +29,7 @@ from search.run import main
 from search.runfolder import results
 from search.trainable import train_trial
 from simvp_core.config import FIELD_TYPES
+from simvp_core.oneline import size
 from tests.search.faults import parse_faults, with_faults
 
 REPO = Path(__file__).resolve().parents[3]
@@ -36,6 +40,21 @@ def run(*argv: Any, faults: str = "") -> int:
     """search.run's main on argv; `faults` (tests/search/faults.py) wrap the trainable."""
     trainable = with_faults(train_trial, parse_faults(faults)) if faults else None
     return main([str(a) for a in argv], trainable)
+
+
+def run_printing(*argv: Any, faults: str = "") -> tuple[int, str]:
+    """run(), and what it printed (the closing summary among it)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run(*argv, faults=faults)
+    print(out.getvalue()[-5000:])  # shown when a test using it fails
+    return code, out.getvalue()
+
+
+def trial_checkpoint(run_dir: Path, trial_id: str) -> Path:
+    """The one checkpoint Tune keeps of a trial (num_to_keep=1)."""
+    (folder,) = (run_dir / "tune").glob(f"*_{trial_id}_*/checkpoint_*")
+    return folder
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -148,14 +167,15 @@ def _start_mlflow_server_early(mlflow_server) -> None:
     """The server takes seconds to start: let that overlap the tests that come before its use."""
 
 
-# -- an Optuna + ASHA smoke search, SQLite MLflow -------------------------------------------------
+# -- an Optuna + ASHA smoke search on an mlflow server: its model registered, its checkpoints kept -
 
 
 @pytest.fixture(scope="module")
-def asha_search(ray_address: str, storage: Path, mnist_dir: Path, write_space,
+def asha_search(ray_address: str, storage: Path, mnist_dir: Path, write_space, mlflow_server,
                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """4 Optuna trials (all listed points) x 2 epochs, ASHA grace 1: two good learning rates
-    first, then two that barely move the weights, which ASHA stops after epoch 1."""
+    first, then two that barely move the weights, which ASHA stops after epoch 1; tracked over
+    HTTP on a real mlflow server, where its best model is registered; keep_checkpoints: best."""
     folder = tmp_path_factory.mktemp("asha")
     points = [{"lr": lr} for lr in (0.01, 0.008, 1e-6, 2e-6)]
     space = write_space(folder, "asha", {"lr": {"loguniform": [1e-6, 0.02]}},
@@ -164,10 +184,11 @@ def asha_search(ray_address: str, storage: Path, mnist_dir: Path, write_space,
                         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2,
                                    "max_epochs": 2})
     reports = folder / "reports"
-    code = run(space, "--smoke", "--storage", storage, "--data-dir", mnist_dir,
-               "--max-concurrent", 2, "--reports-dir", reports)
+    uri = mlflow_server()
+    code, out = run_printing(space, "--smoke", "--storage", storage, "--data-dir", mnist_dir,
+                             "--max-concurrent", 2, "--reports-dir", reports, "--tracking-uri", uri)
     run_dir = storage / "asha-smoke"
-    return {"code": code, "space": space, "run_dir": run_dir, "reports": reports,
+    return {"code": code, "space": space, "run_dir": run_dir, "reports": reports, "uri": uri, "out": out,
             "df": results.read(run_dir) if (run_dir / "results.parquet").exists() else None}
 
 
@@ -194,8 +215,8 @@ def test_asha_stops_the_poor_trials_early(asha_search) -> None:
     check_study(asha_search["run_dir"], "asha-smoke", df)
 
 
-def test_smoke_search_is_tracked_in_sqlite_mlflow(asha_search, storage: Path) -> None:
-    check_mlflow(f"sqlite:///{storage / 'mlflow.db'}", asha_search["df"], asha_search["run_dir"])
+def test_smoke_search_is_tracked_on_an_mlflow_server(asha_search) -> None:
+    check_mlflow(asha_search["uri"], asha_search["df"], asha_search["run_dir"])
 
 
 def test_smoke_search_builds_its_report_from_its_results(asha_search, tmp_path: Path) -> None:
@@ -217,6 +238,83 @@ def test_smoke_search_builds_its_report_from_its_results(asha_search, tmp_path: 
     assert again.read_bytes() == md_path.read_bytes()
 
 
+def test_the_smoke_search_registers_its_best_model_and_one_line_loads_it(asha_search, mnist_dir,
+                                                                          monkeypatch) -> None:
+    """models:/<search>@best is the best completed trial by val_mse, logged to the parent run; the
+    model MLflow loads reproduces that trial's test metrics on the same test set."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from simvp_core.data import load_test_set, split_frames, to_float
+    from simvp_core.metrics import MetricAccumulator
+    from simvp_core.trainer import TEST_SEED
+
+    top = metric.best(asha_search["df"], "val_mse", "min").iloc[0]
+    client = MlflowClient(asha_search["uri"])
+    version = client.get_model_version_by_alias("asha-smoke", "best")
+    assert version.run_id == runfolder.read_experiment(asha_search["run_dir"])["mlflow_parent_run_id"]
+    assert {k: version.tags[k] for k in ("search", "trial", "metric")} == {
+        "search": "asha-smoke", "trial": top["trial_id"], "metric": "val_mse"}
+    assert float(version.tags["value"]) == pytest.approx(top["val_mse"], rel=1e-5)
+    assert [v.version for v in client.search_model_versions("name = 'asha-smoke'")] == [version.version]
+    assert (f"model:   registered asha-smoke version {version.version} (alias best): trial {top['trial_id']}, "
+            f"val_mse {top['val_mse']:.5g}; load it with mlflow.pytorch.load_model('models:/asha-smoke@best')"
+            ) in asha_search["out"]
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", asha_search["uri"])
+    model = mlflow.pytorch.load_model("models:/asha-smoke@best")  # the one line
+    seqs, source = load_test_set(int(top["test_size"]), TEST_SEED, data_dir=mnist_dir)
+    assert source == top["test_set"]
+    accumulator, batch = MetricAccumulator(), int(top["eval_batch_size"])
+    with torch.no_grad():
+        for start in range(0, len(seqs), batch):
+            inputs, targets = split_frames(to_float(seqs[start:start + batch]))
+            accumulator.update(model(inputs), targets)
+    got = accumulator.compute()
+    assert abs(got["mse"] - top["test_mse"]) <= 1e-4
+    assert [got[m] for m in ("mae", "ssim", "psnr")] == pytest.approx(
+        [top["test_mae"], top["test_ssim"], top["test_psnr"]], rel=1e-5)
+
+
+def test_the_best_models_animation_is_in_the_report_and_in_mlflow(asha_search, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    md = (asha_search["reports"] / "asha-smoke.md").read_text()
+    assert "](asha-smoke/predictions.gif)" in md
+    parent = runfolder.read_experiment(asha_search["run_dir"])["mlflow_parent_run_id"]
+    client = MlflowClient(asha_search["uri"])
+    assert [a.path for a in client.list_artifacts(parent, "best_model")] == ["best_model/predictions.gif"]
+    assert "report/asha-smoke/predictions.gif" in {a.path for a in client.list_artifacts(parent, "report/asha-smoke")}
+    logged = Path(client.download_artifacts(parent, "best_model/predictions.gif", str(tmp_path)))
+    for gif, sequences, columns in ((asha_search["reports"] / "asha-smoke" / "predictions.gif", 2, 3),
+                                    (logged, 4, 3)):  # the report's first 2; the model's run: all 4 stored
+        with Image.open(gif) as image:
+            assert image.n_frames == 10 and image.info["loop"] == 0 and image.info["duration"] > 0
+            assert image.size[1] > sequences * 64 * 2 and image.size[0] > columns * 64 * 2
+
+
+def test_by_default_only_the_best_trial_keeps_its_model_state(asha_search) -> None:
+    """keep_checkpoints best: the others keep their history (results are rebuilt from it), and their
+    predictions live on in predictions/; the run folder's size before and after is in the summary."""
+    from search.runfolder import checkpoints
+
+    run_dir, df = asha_search["run_dir"], asha_search["df"]
+    best_id = metric.best(df, "val_mse", "min").iloc[0]["trial_id"]
+    for trial_id in df["trial_id"]:
+        files = {p.name for p in trial_checkpoint(run_dir, trial_id).iterdir()}
+        kept = {"checkpoint.pt", "history.json", "predictions.npz"} if trial_id == best_id else {"history.json"}
+        assert files == kept, trial_id
+    line = next(line for line in asha_search["out"].splitlines() if line.startswith("disk:"))
+    found = re.fullmatch(r"disk: +(.+): (\S+ \S+) -> (\S+ \S+) \(keep_checkpoints best: model state deleted "
+                         rf"from 3 finished trial\(s\); trial {best_id}'s kept\)", line)
+    assert found, line
+    before, after = (float(found[i].split()[0]) * {"kB": 1e3, "MB": 1e6}[found[i].split()[1]] for i in (2, 3))
+    assert after < 0.8 * before
+    assert found[3] == size(checkpoints.size(run_dir))
+
+
 def test_resume_refuses_a_space_that_changed(asha_search, storage: Path, tmp_path: Path,
                                              mnist_dir: Path, capsys) -> None:
     changed = tmp_path / asha_search["space"].name
@@ -236,25 +334,70 @@ def test_reusing_a_name_without_resume_exits_2_and_touches_nothing(asha_search, 
     assert snapshot(asha_search["run_dir"]) == before
 
 
-# -- retries from a checkpoint and a diverged trial, tracked on an mlflow server ----------------
+def test_evaluate_convert_and_predict_take_the_registered_models_uri(asha_search, mnist_dir, tmp_path: Path,
+                                                                     capsys) -> None:
+    from PIL import Image
+
+    from search import model as model_cli
+
+    top = metric.best(asha_search["df"], "val_mse", "min").iloc[0]
+    parent = runfolder.read_experiment(asha_search["run_dir"])["mlflow_parent_run_id"]
+    registered = ["--model-uri", "models:/asha-smoke@best", "--tracking-uri", asha_search["uri"]]
+    assert model_cli.main(["evaluate", *registered, "--data-dir", str(mnist_dir), "--test-size",
+                           str(int(top["test_size"])), "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert abs(report["mse"] - top["test_mse"]) <= 1e-4 and report["test_set"] == top["test_set"]
+    assert model_cli.main(["to-openstl", "--model-uri", f"runs:/{parent}/model", "--tracking-uri",
+                           asha_search["uri"], str(tmp_path / "openstl.ckpt")]) == 0
+    import torch
+
+    state = torch.load(tmp_path / "openstl.ckpt", weights_only=True)["state_dict"]
+    assert state and all(k.startswith("model.") for k in state)
+    assert model_cli.main(["predict", *registered, "--out", str(tmp_path / "p.gif"), "--sequences", "1",
+                           "--data-dir", str(mnist_dir), "--device", "cpu"]) == 0
+    with Image.open(tmp_path / "p.gif") as gif:
+        assert gif.n_frames == 10
+    assert model_cli.main(["evaluate", "--model-uri", "models:/asha-smoke@nope", "--tracking-uri",
+                           asha_search["uri"]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "models:/asha-smoke@nope: not found in http://" in err
+
+
+def test_resuming_the_finished_search_after_its_checkpoints_went_changes_no_result(
+        asha_search, storage: Path, mnist_dir: Path) -> None:
+    """The trial checkpoints keep_checkpoints emptied are still what --resume restores from: the
+    rows come back the same, the model is not registered twice, nothing more is deleted."""
+    code, out = run_printing(asha_search["space"], "--smoke", "--resume", "--storage", storage, "--data-dir",
+                             mnist_dir, "--max-concurrent", 2, "--reports-dir", asha_search["reports"])
+    assert code == 0
+    pd.testing.assert_frame_equal(results.read(asha_search["run_dir"]), asha_search["df"])
+    assert "registered before; load it with" in out and "model state deleted from 0 finished" in out
+    from mlflow.tracking import MlflowClient
+
+    assert len(MlflowClient(asha_search["uri"]).search_model_versions("name = 'asha-smoke'")) == 1
+    assert (asha_search["reports"] / "asha-smoke" / "predictions.gif").is_file()
+
+
+# -- retries from a checkpoint and a diverged trial, tracked in SQLite --------------------------
 
 
 @pytest.fixture(scope="module")
-def fault_search(ray_address: str, storage: Path, mnist_dir: Path, mlflow_server, write_space,
+def fault_search(ray_address: str, storage: Path, mnist_dir: Path, write_space,
                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Grid of 4 learning rates x 2 epochs, max_failures 1: one trial raises once before epoch 2,
-    one raises there on every attempt, one's weights become NaN before epoch 2; tracked over
-    HTTP on a real mlflow server; ranked on val_ssim (max), not the default val_mse."""
+    one raises there on every attempt, one's weights become NaN before epoch 2; tracked in the
+    SQLite store beside the run folders; ranked on val_ssim (max), not the default val_mse;
+    --keep-checkpoints none."""
     folder = tmp_path_factory.mktemp("faults")
     space = write_space(folder, "faults", {"lr": {"grid": [0.01, 0.005, 0.003, 0.002]}},
                         {"algorithm": "grid"}, metric="val_ssim")
-    uri = mlflow_server()
-    code = run(space, "--storage", storage, "--data-dir", mnist_dir, "--tracking-uri", uri,
-               "--reports-dir", folder / "reports",
-               faults="raise_once_at_epoch=2@lr=0.005,raise_at_epoch=2@lr=0.003,nan_at_epoch=2@lr=0.002")
+    code, out = run_printing(
+        space, "--storage", storage, "--data-dir", mnist_dir, "--reports-dir", folder / "reports",
+        "--keep-checkpoints", "none",
+        faults="raise_once_at_epoch=2@lr=0.005,raise_at_epoch=2@lr=0.003,nan_at_epoch=2@lr=0.002")
     run_dir = storage / "faults"
-    return {"code": code, "uri": uri, "run_dir": run_dir, "df": results.read(run_dir),
-            "report": folder / "reports" / "faults.md"}
+    return {"code": code, "uri": f"sqlite:///{storage / 'mlflow.db'}", "run_dir": run_dir, "out": out,
+            "df": results.read(run_dir), "report": folder / "reports" / "faults.md"}
 
 
 def test_a_failing_trial_is_retried_from_its_checkpoint(fault_search, tune_record) -> None:
@@ -284,7 +427,7 @@ def test_a_nan_trial_is_recorded_as_diverged_and_not_retried(fault_search, tune_
     assert math.isnan(row["test_mse"])
 
 
-def test_fault_search_rows_match_tune_and_are_tracked_over_http(fault_search, tune_record) -> None:
+def test_fault_search_rows_match_tune_and_are_tracked_in_sqlite(fault_search, tune_record) -> None:
     check_rows_against_tune(fault_search["df"], fault_search["run_dir"], 2, tune_record)
     check_mlflow(fault_search["uri"], fault_search["df"], fault_search["run_dir"])
 
@@ -309,6 +452,21 @@ def test_a_search_on_val_ssim_is_ranked_by_it_from_tune_to_the_report(fault_sear
     assert f"best by val_ssim: test MSE {top['test_mse']:.2f}" in md.splitlines()[0]
     assert f"- Best by val_ssim (max): lr={top['lr']:.4g} — val_ssim {top['val_ssim']:.4g}" in md
     assert "best configuration by val_ssim (paper Table 6)" in md and "| last val SSIM |" in md
+
+
+def test_keep_checkpoints_none_leaves_model_state_only_where_resume_retries(fault_search) -> None:
+    """The errored trial keeps its checkpoint (--resume retries it from there); the finished ones,
+    the best included, keep their history only: the best model is in the SQLite store's registry."""
+    from mlflow.tracking import MlflowClient
+
+    df, run_dir = fault_search["df"], fault_search["run_dir"]
+    for row in df.to_dict("records"):
+        files = {p.name for p in trial_checkpoint(run_dir, row["trial_id"]).iterdir()}
+        assert ("checkpoint.pt" in files) == (row["status"] == "errored") and "history.json" in files
+    assert "(keep_checkpoints none: model state deleted from 3 finished trial(s))" in fault_search["out"]
+    top = metric.best(df, "val_ssim", "max").iloc[0]
+    version = MlflowClient(fault_search["uri"]).get_model_version_by_alias("faults", "best")
+    assert (version.tags["trial"], version.tags["metric"]) == (top["trial_id"], "val_ssim")
 
 
 # -- an unreachable tracking server --------------------------------------------------------------

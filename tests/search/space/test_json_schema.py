@@ -25,10 +25,9 @@ BROKEN = sorted((Path(__file__).parent / "broken_spaces").glob("*.yaml"))
 # break a rule across keys (conditions, points, reachability, budgets, models) or are not YAML.
 SCHEMA_LEVEL = {
     "base_act_relu", "base_epochs_zero", "base_lr_infinite", "budget_unknown_key", "budget_zero", "cpu_zero",
-    "empty_values", "gpu_negative",
-    "grid_value_invalid", "loguniform_low_zero", "low_not_a_number", "missing_search", "not_a_mapping",
-    "null_value", "test_metric", "uniform_on_int_field", "unknown_field_in_base", "unknown_field_in_space",
-    "unknown_kind", "unknown_metric", "unknown_top_level_key"}
+    "empty_values", "gpu_negative", "grid_value_invalid", "keep_checkpoints_unknown", "loguniform_low_zero",
+    "low_not_a_number", "missing_search", "not_a_mapping", "null_value", "test_metric", "uniform_on_int_field",
+    "unknown_field_in_base", "unknown_field_in_space", "unknown_kind", "unknown_metric", "unknown_top_level_key"}
 NOT_YAML = {"broken_yaml", "duplicate_key"}
 
 

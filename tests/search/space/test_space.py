@@ -275,6 +275,21 @@ metric: val_ssim
     assert (spec.space[0].low, spec.space[0].high) == (1e-4, 1e-2)
     assert (spec.mode, spec.grace_period, spec.reduction_factor, spec.max_epochs) == ("max", 2, 3, 20)
     assert (spec.experiment, spec.cpu, spec.gpu, spec.max_failures) == ("space", 1.0, 0.0, 1)
+    assert spec.keep_checkpoints == "best"
+
+
+def test_keep_checkpoints_round_trips_and_a_resume_may_change_it(tmp_path):
+    """What a finished search keeps is not what it searches: the fingerprint a --resume must match
+    leaves it out, while the spec itself keeps it."""
+    text = "space:\n  lr: {grid: [0.01, 0.02]}\nsearch: {algorithm: grid}\n"
+    kept_best = load_space(write(tmp_path, text))
+    kept_none = load_space(write(tmp_path, text + "keep_checkpoints: none\n"))
+    assert (kept_best.keep_checkpoints, kept_none.keep_checkpoints) == ("best", "none")
+    assert parse_space(kept_none.to_dict(), kept_none.path) == kept_none
+    assert kept_none.fingerprint() == kept_best.fingerprint()
+    assert "keep_checkpoints none" in explain(kept_none)
+    wider = load_space(write(tmp_path, text.replace("0.02", "0.03")))
+    assert wider.fingerprint() != kept_best.fingerprint()
 
 
 CONDITIONAL = """

@@ -19,12 +19,12 @@ CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", 
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def store(tmp_path_factory: pytest.TempPathFactory, fresh_mlflow_store) -> tuple[str, Path]:
     """(tracking URI of one SQLite store for the module, a space file to log as an artifact)."""
     folder = tmp_path_factory.mktemp("mlflow")
     space = folder / "space.yaml"
     space.write_text("experiment: tracked\n")
-    return f"sqlite:///{folder / 'mlflow.db'}", space
+    return fresh_mlflow_store(folder), space
 
 
 def start(uri: str, space: Path, name: str) -> Tracker:
