@@ -55,6 +55,7 @@ class Plan:
     previous: Mapping[str, Any]  # experiment.json of the search being resumed; {} otherwise
     data_dir: str | None  # the MNIST folder (fetched if missing) or "sample"; None in a dry run
     dry_run: bool
+    verbose: bool = False  # -v: the libraries' logs and the trials' output on the console too
 
     @property
     def tune_path(self) -> str:
@@ -82,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding MNIST/raw (default: $SIMVP_DATA_DIR, else ./data if it has "
                         "MNIST, else ~/.cache/simvp-search; fetched there when missing)")
     p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default: reports")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show Ray's, Tune's (its status table), MLflow's and Optuna's logs and what the "
+                        "trials print here; they always go to runs/<name>/search.log")
     return p
 
 
@@ -110,7 +114,7 @@ def make_plan(argv: list[str]) -> Plan:
                       or default_tracking_uri(args.storage)),
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
         max_concurrent=args.max_concurrent, reports_dir=args.reports_dir, resume=args.resume,
-        previous=previous, data_dir=None, dry_run=args.dry_run)
+        previous=previous, data_dir=None, dry_run=args.dry_run, verbose=args.verbose)
     if plan.address is None:  # an embedded Ray: one node with this machine's CPUs and GPUs
         check_storage(plan, n_nodes=1)
         check_local_resources(spec)
