@@ -86,14 +86,10 @@ class Console:
         global _current
         self._out = sys.stdout
         self.live = not self.verbose and self._out.isatty()
-        if not self.verbose:  # MLflow's own switch, read when it is imported (during the search)
-            self._saved["env"] = os.environ.get("MLFLOW_CONFIGURE_LOGGING")
-            os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
-            mlflow = logging.getLogger("mlflow")
-            self._saved["mlflow_level"] = mlflow.level
-            mlflow.setLevel(logging.INFO)
-            logging.captureWarnings(True)
         self._route_logging()
+        self._route_mlflow()
+        if not self.verbose:
+            logging.captureWarnings(True)
         if self.live:
             sys.stdout = _AboveLine(self)
         _current = self
@@ -107,8 +103,8 @@ class Console:
         sys.stdout = self._out
         if not self.verbose:
             logging.captureWarnings(False)
-            logging.getLogger("mlflow").setLevel(self._saved["mlflow_level"])
-            _restore_env("MLFLOW_CONFIGURE_LOGGING", self._saved["env"])
+        logging.getLogger("mlflow").setLevel(self._saved["mlflow_level"])
+        _restore_env("MLFLOW_CONFIGURE_LOGGING", self._saved["env"])
         self._restore_workers()
         for logger, handler in self._added:
             logger.removeHandler(handler)
@@ -144,6 +140,19 @@ class Console:
                 self._add(logger, self._pending)
                 if not self.verbose:
                     self._add(logger, self._notable)
+
+    def _route_mlflow(self) -> None:
+        """MLflow sets up its logging as it is imported, during the search: not if its own switch
+        says so; then its records reach ours (and, with -v, the console)."""
+        self._saved["env"] = os.environ.get("MLFLOW_CONFIGURE_LOGGING")
+        os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+        mlflow = logging.getLogger("mlflow")
+        self._saved["mlflow_level"] = mlflow.level
+        mlflow.setLevel(logging.INFO)
+        if self.verbose and not mlflow.handlers:
+            shown = logging.StreamHandler(sys.stderr)
+            shown.setFormatter(FORMAT)
+            self._add(mlflow, shown)
 
     def _add(self, logger: logging.Logger, handler: logging.Handler) -> None:
         logger.addHandler(handler)
@@ -244,7 +253,7 @@ def _restore_env(name: str, value: str | None) -> None:
 
 
 def start_summary(plan: Plan, nodes: list[dict[str, Any]], cluster_line: str, tracker: tracking.Tracker,
-                  log: Path | None) -> str:
+                  log: Path) -> str:
     """What the search is about to do, where it runs and where everything goes, in a few lines."""
     spec = plan.spec
     by = (f"{spec.algorithm} over {', '.join(spec.searched)}" if spec.algorithm != "grid"

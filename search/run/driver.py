@@ -73,10 +73,10 @@ class Session:
     written at the start (each None until taken), and the console whose logs go there; the lock
     is released when the session ends."""
 
+    out: console.Console
     held: lock.Lock | None = None
     tracker: tracking.Tracker | None = None
     info: dict[str, Any] | None = None
-    out: console.Console | None = None
 
     def open(self, plan: Plan) -> None:
         """Enter the run folder: the storage checked against the live nodes (a local folder cannot
@@ -86,13 +86,11 @@ class Session:
         check_storage(plan, len(nodes))
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         self.held = lock.acquire(plan.run_dir, takeover=plan.resume)
-        if self.out is not None:
-            self.out.attach(plan.run_dir, f"search {plan.name}: {lock.holder_text(self.held.info)}: {plan.command}")
+        self.out.attach(plan.run_dir, f"search {plan.name}: {lock.holder_text(self.held.info)}: {plan.command}")
         self.tracker = start_tracking(plan)
         self.info = experiment_info(plan, self.tracker)
         runfolder.write_experiment(plan.run_dir, self.info)
-        console.say(console.start_summary(plan, nodes, cluster.describe_cluster(), self.tracker,
-                                          self.out.log if self.out is not None else None))
+        console.say(console.start_summary(plan, nodes, cluster.describe_cluster(), self.tracker, self.out.log))
 
     def __enter__(self) -> Session:
         return self

@@ -38,20 +38,20 @@ def status(run_dir: Path) -> dict[str, Any]:
         raise
     trials = tune_state.read(tune_state.folder(run_dir, info.get("tune_storage")))
     state = "running" if running else "finished" if info.get("finished") else "interrupted"
-    out: dict[str, Any] = {
+    name, mode = info.get("metric", metric.DEFAULT), info.get("mode", "min")
+    found = None if running else _best_found(run_dir, name, mode, info)
+    return {
         "name": info.get("experiment", run_dir.name), "run_dir": str(run_dir.resolve()), "state": state,
         "driver": _driver(holder, alive) if holder is not None else None,
         "started": info.get("started"), "finished": info.get("finished"),
+        "resumable": state == "interrupted" and trials is not None,  # Tune recorded something to restore
         "resume_command": (f"{info['command']} --resume" if state == "interrupted" and trials is not None
                            and info.get("command") else None),
-        "metric": info.get("metric", metric.DEFAULT), "mode": info.get("mode", "min"),
+        "metric": name, "mode": mode,
         **_progress(info, trials or [], state, holder),
-        "best": None,
+        "best": found or _best_so_far(trials or [], name, mode, info),
         **_where(run_dir, info),
     }
-    found = None if running else _best_found(run_dir, out["metric"], out["mode"], info)
-    out["best"] = found or _best_so_far(trials or [], out["metric"], out["mode"], info)
-    return out
 
 
 def _driver(holder: dict[str, Any], alive: bool | None) -> dict[str, Any]:

@@ -261,7 +261,8 @@ def test_status_of_the_finished_search_says_what_its_summary_says_and_writes_not
     listing = capsys.readouterr().out.splitlines()
     assert (fingerprint(run_dir), report.stat().st_mtime_ns) == before
     info = runfolder.read_experiment(run_dir)
-    assert (found["state"], found["driver"], found["resume_command"]) == ("finished", None, None)
+    assert (found["state"], found["driver"], found["resumable"], found["resume_command"]) == (
+        "finished", None, False, None)
     assert {k: n for k, n in found["trials"].items() if n and k != "planned"} == df["status"].value_counts().to_dict()
     assert found["trials"]["planned"] == 4
     assert found["trial_epochs"] == {"spent": int(df["epochs_run"].sum()), "planned": 8}
@@ -441,7 +442,8 @@ def test_a_killed_search_resumes_without_losing_or_repeating_trials(
     finished_before = {t for t, s in states.items() if s == "TERMINATED"}
     assert finished_before
     killed = status(capsys, run_dir)  # the lock a killed driver left: interrupted, resumable
-    assert (killed["state"], killed["driver"]["pid"], killed["driver"]["alive"]) == ("interrupted", driver.pid, False)
+    assert (killed["state"], killed["resumable"], killed["driver"]["pid"], killed["driver"]["alive"]) == (
+        "interrupted", True, driver.pid, False)
     assert killed["resume_command"] == runfolder.read_experiment(run_dir)["command"] + " --resume"
 
     capsys.readouterr()
@@ -512,7 +514,7 @@ def interrupted(sig: int, name: str, storage: Path, mnist_dir: Path, tmp_path: P
     before = fingerprint(run_dir)
     found = status(capsys, run_dir)
     assert fingerprint(run_dir) == before
-    assert (found["state"], found["driver"]) == ("interrupted", None)
+    assert (found["state"], found["driver"], found["resumable"]) == ("interrupted", None, True)
     assert found["resume_command"] == runfolder.read_experiment(run_dir)["command"] + " --resume"
     unfinished = [s for s in tune_record.states(run_dir).values() if s not in ("TERMINATED", "ERROR")]
     assert found["trials"]["pending"] == len(unfinished) >= 1 and found["trials"]["planned"] == 2
