@@ -64,13 +64,15 @@ def status(capsys, *argv: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def frozen(pid: int, run_dir: Path, record) -> Iterator[None]:
     """The driver stopped (SIGSTOP) between two writes of Tune's snapshot, then let go (SIGCONT)."""
-    for _ in range(50):
-        os.kill(pid, signal.SIGSTOP)
-        if record.states(run_dir):  # its newest snapshot is whole
-            break
-        os.kill(pid, signal.SIGCONT)
-        time.sleep(0.05)
     try:
+        for _ in range(50):
+            os.kill(pid, signal.SIGSTOP)
+            if record.states(run_dir):  # its newest snapshot is whole
+                break
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        else:
+            raise AssertionError("Tune's snapshot was never whole while the driver was stopped")
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -474,11 +476,14 @@ def start_driver(argv: list[Any], ray_address: str, env: dict[str, str], log: Pa
         cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def wait_running(driver: subprocess.Popen, run_dir: Path, record, timeout: float = 240) -> None:
-    """Until the driver holds the lock and Tune has a trial running."""
+def wait_running(driver: subprocess.Popen, run_dir: Path, record, timeout: float = 240,
+                 reported: bool = False) -> None:
+    """Until the driver holds the lock and Tune has a trial running (and, if `reported`, one that
+    has reported an epoch: its checkpoint written, its worker's words about it said)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and driver.poll() is None:
-        if (run_dir / runfolder.LOCK_FILE).exists() and "RUNNING" in record.states(run_dir).values():
+        if (run_dir / runfolder.LOCK_FILE).exists() and "RUNNING" in record.states(run_dir).values() and (
+                not reported or record.results(run_dir)):
             return
         time.sleep(0.2)
     raise AssertionError(f"the driver did not get to a running trial (exit {driver.poll()})")
@@ -500,6 +505,7 @@ def interrupted(sig: int, name: str, storage: Path, mnist_dir: Path, tmp_path: P
         wait_running(driver, run_dir, tune_record)
         if while_running:
             while_running(argv, run_dir, driver)
+        wait_running(driver, run_dir, tune_record, reported=True)  # so that a trial has said something
         driver.send_signal(sig)
         code = driver.wait(timeout=180)
     finally:
