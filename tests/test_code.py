@@ -130,6 +130,8 @@ def test_ruff_finds_nothing() -> None:
     ("search.run", ("ray", "torch")),
     ("search.tracking", ("mlflow", "ray", "torch")),
     ("search.run.watchdog", ("mlflow", "ray", "torch")),
+    ("search.run.counts", ("mlflow", "ray", "torch")),
+    ("search.status", ("mlflow", "ray", "torch")),
 ])
 def test_light_modules_import_no_heavy_library(module: str, heavy: tuple[str, ...]) -> None:
     code = f"import sys, {module}; print(sorted(set({heavy!r}) & set(sys.modules)))"

@@ -28,7 +28,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 import search
 import simvp_core
 from search import budget, runfolder, tracking
-from search.run import cluster, finish, local_ray, progress, resume, warm, watchdog
+from search.run import cluster, console, finish, local_ray, progress, resume, warm, watchdog
 from search.run.interrupts import Interrupts
 from search.run.plan import Plan, UsageError, check_storage
 from search.run.searchers import ResumableOptunaSearch, SeedRepeater
@@ -48,42 +48,49 @@ def run_search(plan: Plan, trainable: Callable[..., None] = train_trial) -> int:
     code. Holds the run folder's lock from entering it to the end; SIGINT and SIGTERM end the
     search the same way (Tune checkpoints, what exists is written, exit 130 / 143)."""
     start = time.time()
-    started_ray = start_ray(plan.address)
-    # after ray.init, which sets a SIGTERM handler of its own; the watchdog ends what a SIGKILL leaves
-    with Interrupts() as stop, watchdog.watch(plan.run_dir, since=start), Session() as session:
-        try:
-            session.open(plan)
-            fit(plan, session, trainable, stop)
-        except (UsageError, lock.LockHeld) as e:  # refused before anything was written
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            stop.signal = stop.signal or signal.SIGINT
-        finally:
-            if started_ray:
-                ray.shutdown()
-        return conclude(plan, session, start, stop.signal)
+    with console.Console(plan.verbose) as out:
+        started_ray = start_ray(plan.address)
+        out.route_workers()
+        # after ray.init, which sets a SIGTERM handler of its own; the watchdog ends what a SIGKILL leaves
+        with Interrupts() as stop, watchdog.watch(plan.run_dir, since=start), Session(out=out) as session:
+            try:
+                session.open(plan)
+                fit(plan, session, trainable, stop)
+            except (UsageError, lock.LockHeld) as e:  # refused before anything was written
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt:
+                stop.signal = stop.signal or signal.SIGINT
+            finally:
+                if started_ray:
+                    ray.shutdown()
+            return conclude(plan, session, start, stop.signal)
 
 
 @dataclass
 class Session:
     """What this driver holds of the run folder: its lock, the MLflow search and experiment.json as
-    written at the start (each None until taken); the lock is released when the session ends."""
+    written at the start (each None until taken), and the console whose logs go there; the lock
+    is released when the session ends."""
 
+    out: console.Console
     held: lock.Lock | None = None
     tracker: tracking.Tracker | None = None
     info: dict[str, Any] | None = None
 
     def open(self, plan: Plan) -> None:
         """Enter the run folder: the storage checked against the live nodes (a local folder cannot
-        serve several machines) and the lock taken before anything is written there."""
-        print(cluster.describe_cluster())
-        check_storage(plan, len(cluster.alive_nodes()))
+        serve several machines) and the lock taken before anything is written there; then the
+        start summary."""
+        nodes = cluster.alive_nodes()
+        check_storage(plan, len(nodes))
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         self.held = lock.acquire(plan.run_dir, takeover=plan.resume)
+        self.out.attach(plan.run_dir, f"search {plan.name}: {lock.holder_text(self.held.info)}: {plan.command}")
         self.tracker = start_tracking(plan)
         self.info = experiment_info(plan, self.tracker)
         runfolder.write_experiment(plan.run_dir, self.info)
+        console.say(console.start_summary(plan, nodes, cluster.describe_cluster(), self.tracker, self.out.log))
 
     def __enter__(self) -> Session:
         return self
@@ -192,6 +199,8 @@ def experiment_info(plan: Plan, tracker: tracking.Tracker) -> dict[str, Any]:
         "grace_period": spec.grace_period,
         "reduction_factor": spec.reduction_factor,
         "max_epochs": spec.max_epochs,
+        "planned_trials": spec.total_trials(),
+        "planned_trial_epochs": spec.worst_case_epochs(),
         "metric": spec.metric,
         "mode": spec.mode,
         "repeats": spec.repeats,
@@ -212,6 +221,8 @@ def experiment_info(plan: Plan, tracker: tracking.Tracker) -> dict[str, Any]:
         "wall_seconds": previous.get("wall_seconds", 0.0),
         "tracking_uri": plan.tracking_uri,
         "mlflow_parent_run_id": tracker.parent_run_id,
+        "mlflow_experiment_id": tracker.experiment_id,
+        "report": str((plan.reports_dir / f"{plan.name}.md").resolve()),
     }
 
 
@@ -269,7 +280,7 @@ def scheduler(spec: SearchSpec) -> ASHAScheduler | None:
 def new_tuner(plan: Plan, trainable: Any, space: dict[str, Any], key: str) -> tune.Tuner:
     """A Tuner for a new search; `key` finds this process's Tracker from the MLflow callback."""
     spec = plan.spec
-    reporter = tune.CLIReporter(
+    reporter = progress.StatusTable(  # into search.log (and the console with -v)
         parameter_columns=list(space) or spec.searched,
         metric_columns=list(dict.fromkeys((*METRIC_COLUMNS, spec.metric))),
         sort_by_metric=True, max_report_frequency=10)

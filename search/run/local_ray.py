@@ -18,9 +18,14 @@ from ray._private import ray_constants
 
 
 def init() -> None:
-    """ray.init for this machine alone: every CPU, no dashboard UI, node address 127.0.0.1."""
+    """ray.init for this machine alone: every CPU, no dashboard UI, node address 127.0.0.1. Ray's
+    own warning that token authentication is on goes to search.log (it is on by design); that it
+    is off is worth a line: any local user could then reach this Ray."""
     with _loopback_node():
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        print("warning: Ray's token authentication is off (RAY_AUTH_MODE=disabled): anyone on this machine "
+              "can reach the search's Ray and run code as you; unset RAY_AUTH_MODE unless you mean it")
 
 
 @contextlib.contextmanager

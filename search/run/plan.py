@@ -58,6 +58,7 @@ class Plan:
     data_dir: str | None  # the MNIST folder (fetched if missing) or "sample"; None in a dry run
     dry_run: bool
     warm: tuple[Source, ...] = ()  # earlier searches seeding a new study (none on --resume)
+    verbose: bool = False  # -v: the libraries' logs and the trials' output on the console too
 
     @property
     def tune_path(self) -> str:
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed the study, besides the space's warm_start; repeatable (algorithm optuna)")
     p.add_argument("--keep-checkpoints", choices=tuple(KEEP_CHECKPOINTS),
                    help=f"{KEEP_HELP} (default: the space's keep_checkpoints, else best)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show Ray's, Tune's (its status table), MLflow's and Optuna's logs and what the "
+                        "trials print here; they always go to runs/<name>/search.log")
     return p
 
 
@@ -121,7 +125,7 @@ def make_plan(argv: list[str]) -> Plan:
                       or default_tracking_uri(args.storage)),
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
         max_concurrent=args.max_concurrent, reports_dir=args.reports_dir, resume=args.resume,
-        previous=previous, data_dir=None, dry_run=args.dry_run, warm=warm)
+        previous=previous, data_dir=None, dry_run=args.dry_run, warm=warm, verbose=args.verbose)
     if plan.address is None:  # an embedded Ray: one node with this machine's CPUs and GPUs
         check_storage(plan, n_nodes=1)
         check_local_resources(spec)

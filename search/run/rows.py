@@ -82,7 +82,7 @@ def _status(trial: Trial, last: dict, epochs_run: int, epochs: int, spec: Search
     if last.get("diverged"):
         return "diverged", str(last.get("error", "loss became NaN or infinite"))
     if trial.status == "ERROR":
-        return "errored", f"{_error_message(trial)} (after {retries} retries)"
+        return "errored", f"{error_message(trial)} (after {retries} retries)"
     if trial.status == "TERMINATED":
         if epochs_run >= epochs and "test_mse" in last:
             return "completed", ""
@@ -92,7 +92,7 @@ def _status(trial: Trial, last: dict, epochs_run: int, epochs: int, spec: Search
                        "continue with --resume")
 
 
-def _error_message(trial: Trial) -> str:
+def error_message(trial: Trial) -> str:
     """The last line of the trial's error.txt (the exception), or a placeholder."""
     for path in _error_files(trial):
         try:
@@ -124,4 +124,4 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-__all__ = ["trial_rows", "trial_row", "config_key", "finished", "FINISHED_STATES"]
+__all__ = ["trial_rows", "trial_row", "config_key", "finished", "error_message", "FINISHED_STATES"]

@@ -4,9 +4,11 @@
     results.parquet          search.runfolder.results (write / read)
     optuna.db                optuna_url, optuna_storage (the searcher's study), read_study
     search.lock              search.runfolder.lock (one search per name)
+    search.log               open_log: Ray's, Tune's, MLflow's and Optuna's logs and the trials' output
     predictions/<trial>.npz  copy_predictions (from the trial's last checkpoint) / read_predictions
     tune/                    Ray Tune's own folder, at tune_path(tune_storage); each trial's
-                             checkpoints hold CHECKPOINT_FILE, HISTORY_FILE, PREDICTIONS_FILE
+                             checkpoints hold CHECKPOINT_FILE, HISTORY_FILE, PREDICTIONS_FILE;
+                             its experiment state read by search.runfolder.tune_state
     ../mlflow.db, ../mlartifacts/   the default MLflow store beside the run folders
 
 A read never writes, and a file that cannot be used is a RunFolderError: one line naming the file
@@ -18,7 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from simvp_core import outputs
 from simvp_core.atomic import atomic_write
@@ -34,6 +36,7 @@ OPTUNA_DB = "optuna.db"
 PREDICTIONS_DIR = "predictions"
 TUNE_DIR = "tune"
 LOCK_FILE = "search.lock"
+LOG_FILE = "search.log"
 # beside the run folders: the default MLflow store and its artifacts
 MLFLOW_DB = "mlflow.db"
 MLARTIFACTS_DIR = "mlartifacts"
@@ -80,6 +83,19 @@ def read_experiment(run_dir: Path) -> dict[str, Any]:
         raise RunFolderError(f"{path} holds {type(info).__name__}, not the search's description; "
                              "rewrite it by resuming the search (python -m search.run SPACE --resume)")
     return info
+
+
+# -- search.log ------------------------------------------------------------------------------------
+
+
+def log_path(run_dir: Path) -> Path:
+    return Path(run_dir) / LOG_FILE
+
+
+def open_log(run_dir: Path) -> IO[str]:
+    """search.log for appending, a line at a time (a resumed search adds to it): what the
+    libraries log and the trials print, kept out of the console (search.run.console)."""
+    return open(log_path(run_dir), "a", buffering=1, encoding="utf-8", errors="replace")
 
 
 # -- optuna.db -------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The embedded Ray of a search without --address (search.run.local_ray) and what a driver killed with
 SIGKILL leaves (search.run.watchdog): one real driver subprocess starting its own Ray, with Ray's
-token authentication on, as a user gets it."""
+token authentication on, as a user gets it (and Ray's warning saying so kept in search.log)."""
 
 from __future__ import annotations
 
@@ -93,6 +93,10 @@ def test_a_local_search_listens_on_loopback_wants_the_token_and_leaves_nothing_w
         assert len(gcs) == 1 and {proc for _, _, _, proc, _ in found} >= set(AGENTS), found
         open_ = [entry for entry in found if not loopback(entry[0]) and not core(entry, driver.pid)]
         assert not open_, "listening beyond loopback:\n" + "\n".join(map(str, found))
+
+        said = log.read_text()  # Ray's warning that token authentication is on: in search.log, not here
+        assert "Token authentication is enabled" not in said and "RAY_AUTH_MODE" not in said, said[-3000:]
+        assert "Token authentication is enabled" in runfolder.log_path(run_dir).read_text()
 
         token = (Path.home() / ".ray" / "auth_token").read_text().strip()
         assert ask_gcs(gcs[0], None) == grpc.StatusCode.UNAUTHENTICATED

@@ -6,16 +6,20 @@ The command line alone is tested in test_plan.py."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ import pytest
 from search import metric, runfolder
 from search.run import main
 from search.runfolder import results
+from search.status.cli import main as status_main
 from search.trainable import train_trial
 from simvp_core.config import FIELD_TYPES
 from simvp_core.oneline import size
@@ -59,6 +64,36 @@ def trial_checkpoint(run_dir: Path, trial_id: str) -> Path:
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+def fingerprint(folder: Path, skip: str = "") -> dict[str, tuple[int, str] | str]:
+    """Every folder under `folder` and every file's mtime and content hash (paths holding `skip` left out)."""
+    return {str(p): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) if p.is_file() else "folder"
+            for p in sorted(folder.rglob("*")) if not (skip and skip in str(p))}
+
+
+def status(capsys, *argv: Any) -> dict[str, Any]:
+    """python -m search.status --json on argv, read back."""
+    capsys.readouterr()
+    assert status_main([*map(str, argv), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@contextlib.contextmanager
+def frozen(pid: int, run_dir: Path, record) -> Iterator[None]:
+    """The driver stopped (SIGSTOP) between two writes of Tune's snapshot, then let go (SIGCONT)."""
+    try:
+        for _ in range(50):
+            os.kill(pid, signal.SIGSTOP)
+            if record.states(run_dir):  # its newest snapshot is whole
+                break
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        else:
+            raise AssertionError("Tune's snapshot was never whole while the driver was stopped")
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def check_rows_against_tune(df: pd.DataFrame, run_dir: Path, epochs: int, record) -> None:
@@ -315,6 +350,36 @@ def test_by_default_only_the_best_trial_keeps_its_model_state(asha_search) -> No
     assert found[3] == size(checkpoints.size(run_dir))
 
 
+def test_status_of_the_finished_search_says_what_its_summary_says_and_writes_nothing(
+        asha_search, storage: Path, capsys) -> None:
+    run_dir, df = asha_search["run_dir"], asha_search["df"]
+    report = asha_search["reports"] / "asha-smoke.md"
+    before = fingerprint(run_dir), report.stat().st_mtime_ns
+    found = status(capsys, run_dir)
+    assert status_main(["asha-smoke", "--storage", str(storage)]) == 0  # by its name
+    text = capsys.readouterr().out.splitlines()
+    assert status_main(["--storage", str(storage)]) == 0  # every search there
+    listing = capsys.readouterr().out.splitlines()
+    assert (fingerprint(run_dir), report.stat().st_mtime_ns) == before
+    info = runfolder.read_experiment(run_dir)
+    assert (found["state"], found["driver"], found["resumable"], found["resume_command"]) == (
+        "finished", None, False, None)
+    assert {k: n for k, n in found["trials"].items() if n and k != "planned"} == df["status"].value_counts().to_dict()
+    assert found["trials"]["planned"] == 4
+    assert found["trial_epochs"] == {"spent": int(df["epochs_run"].sum()), "planned": 8}
+    assert found["elapsed_s"] == pytest.approx(info["wall_seconds"], abs=0.1) and found["left_s"] is None
+    top = metric.best(df, "val_mse", "min")
+    assert (found["best"]["trial_id"], found["best"]["value"]) == (top.iloc[0]["trial_id"],
+                                                                   pytest.approx(top["val_mse"].mean()))
+    assert found["best"]["config"] == {"lr": pytest.approx(top.iloc[0]["lr"])}
+    assert found["report"] == str(report.resolve()) and found["results"] == str(results.path(run_dir))
+    assert found["mlflow"]["parent_run_id"] == info["mlflow_parent_run_id"]
+    assert text[0] == f"search asha-smoke ({run_dir}): finished {info['finished']}"
+    assert f"asha-smoke: finished, 4/4 trials done, best val_mse {top['val_mse'].mean():.5g}" in listing
+    log = runfolder.log_path(run_dir).read_text()  # what Tune and MLflow said, kept out of the console
+    assert "== Status ==" in log and "Creating initial MLflow database tables" in log
+
+
 def test_resume_refuses_a_space_that_changed(asha_search, storage: Path, tmp_path: Path,
                                              mnist_dir: Path, capsys) -> None:
     changed = tmp_path / asha_search["space"].name
@@ -539,6 +604,10 @@ def test_a_killed_search_resumes_without_losing_or_repeating_trials(
     assert not (run_dir / "results.parquet").exists()
     finished_before = {t for t, s in states.items() if s == "TERMINATED"}
     assert finished_before
+    killed = status(capsys, run_dir)  # the lock a killed driver left: interrupted, resumable
+    assert (killed["state"], killed["resumable"], killed["driver"]["pid"], killed["driver"]["alive"]) == (
+        "interrupted", True, driver.pid, False)
+    assert killed["resume_command"] == runfolder.read_experiment(run_dir)["command"] + " --resume"
 
     capsys.readouterr()
     assert run(*argv, "--resume") == 0
@@ -581,31 +650,36 @@ def start_driver(argv: list[Any], ray_address: str, env: dict[str, str], log: Pa
         cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def wait_running(driver: subprocess.Popen, run_dir: Path, record, timeout: float = 240) -> None:
-    """Until the driver holds the lock and Tune has a trial running."""
+def wait_running(driver: subprocess.Popen, run_dir: Path, record, timeout: float = 240,
+                 reported: bool = False) -> None:
+    """Until the driver holds the lock and Tune has a trial running (and, if `reported`, one that
+    has reported an epoch: its checkpoint written, its worker's words about it said)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and driver.poll() is None:
-        if (run_dir / runfolder.LOCK_FILE).exists() and "RUNNING" in record.states(run_dir).values():
+        if (run_dir / runfolder.LOCK_FILE).exists() and "RUNNING" in record.states(run_dir).values() and (
+                not reported or record.results(run_dir)):
             return
         time.sleep(0.2)
     raise AssertionError(f"the driver did not get to a running trial (exit {driver.poll()})")
 
 
 def interrupted(sig: int, name: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
-                ray_address: str, subprocess_env, tune_record, while_running=None,
-                resume: bool = True) -> None:
-    """A running grid search sent `sig`: its exit, results and MLflow runs; then, if `resume`,
-    its --resume to the end."""
+                ray_address: str, subprocess_env, tune_record, capsys, while_running=None,
+                resume: bool = True, verbose: bool = False) -> None:
+    """A running grid search sent `sig`: its exit, console (-v or not), results, MLflow runs and
+    status; then, if `resume`, its --resume to the end."""
     space = write_space(tmp_path, name, {"lr": {"grid": [0.01, 0.005]}}, {"algorithm": "grid"})
     run_dir = storage / name
     argv = [space, "--storage", storage, "--data-dir", mnist_dir, "--reports-dir", tmp_path / "reports"]
     log = tmp_path / "driver.log"
     # epochs slow enough that the signal lands while trials run, not after they ended
-    driver = start_driver(argv, ray_address, subprocess_env(), log, faults="sleep_per_epoch=5")
+    driver = start_driver([*argv, *(["-v"] if verbose else [])], ray_address, subprocess_env(), log,
+                          faults="sleep_per_epoch=5")
     try:
         wait_running(driver, run_dir, tune_record)
         if while_running:
             while_running(argv, run_dir, driver)
+        wait_running(driver, run_dir, tune_record, reported=True)  # so that a trial has said something
         driver.send_signal(sig)
         code = driver.wait(timeout=180)
     finally:
@@ -616,6 +690,14 @@ def interrupted(sig: int, name: str, storage: Path, mnist_dir: Path, tmp_path: P
     assert code == 128 + sig, out[-3000:]
     assert "interrupted; continue with --resume" in out.splitlines()
     assert f"search {name} finished" not in out
+    check_console(out, run_dir, verbose)
+    before = fingerprint(run_dir)
+    found = status(capsys, run_dir)
+    assert fingerprint(run_dir) == before
+    assert (found["state"], found["driver"], found["resumable"]) == ("interrupted", None, True)
+    assert found["resume_command"] == runfolder.read_experiment(run_dir)["command"] + " --resume"
+    unfinished = [s for s in tune_record.states(run_dir).values() if s not in ("TERMINATED", "ERROR")]
+    assert found["trials"]["pending"] == len(unfinished) >= 1 and found["trials"]["planned"] == 2
     assert not (run_dir / runfolder.LOCK_FILE).exists()  # released on the way out
     df = results.read(run_dir)  # what existed, written
     assert set(df["status"]) <= {"completed", "stopped"} and (df["status"] == "stopped").any()
@@ -638,9 +720,24 @@ def interrupted(sig: int, name: str, storage: Path, mnist_dir: Path, tmp_path: P
     check_rows_against_tune(df, run_dir, 2, tune_record)
 
 
+def check_console(out: str, run_dir: Path, verbose: bool) -> None:
+    """Without -v, the console holds our lines alone (start summary, progress, summary), and
+    search.log what Ray, Tune and the trials said; -v shows that on the console too."""
+    said_elsewhere = ("== Status ==", "Checkpoint successfully created", "Connecting to existing Ray cluster")
+    log = runfolder.log_path(run_dir).read_text()
+    assert all(text in log for text in said_elsewhere), log[-3000:]
+    if verbose:
+        assert all(text in out for text in said_elsewhere), out[-3000:]
+        return
+    lines = out.splitlines()
+    assert len(lines) <= 40 and not any(text in out for text in said_elsewhere), out
+    assert any(line.startswith(f"search {run_dir.name}: ") for line in lines)
+    assert f"from another shell: python -m search.status {run_dir.resolve()}" in lines
+
+
 def test_a_second_search_of_the_same_name_is_refused_and_sigint_exits_130(
         ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
-        subprocess_env, tune_record) -> None:
+        subprocess_env, tune_record, capsys) -> None:
     def second_search(argv: list[Any], run_dir: Path, first: subprocess.Popen) -> None:
         held = (run_dir / runfolder.LOCK_FILE).read_bytes()
         for extra in ([], ["--resume"]):
@@ -653,17 +750,27 @@ def test_a_second_search_of_the_same_name_is_refused_and_sigint_exits_130(
             assert json.loads(held)["since"] in err[0]
         assert (run_dir / runfolder.LOCK_FILE).read_bytes() == held
         assert first.poll() is None
+        with frozen(first.pid, run_dir, tune_record):  # status of the running search: it writes nothing
+            before = fingerprint(run_dir, skip="checkpoint_")  # what the trials write while the driver waits
+            found = status(capsys, run_dir)
+            assert fingerprint(run_dir, skip="checkpoint_") == before
+            states = list(tune_record.states(run_dir).values())
+        assert found["state"] == "running" and found["resume_command"] is None
+        assert found["driver"] == {"pid": first.pid, "host": socket.gethostname(), "since": json.loads(held)["since"],
+                                   "alive": True}
+        assert found["trials"]["running"] == states.count("RUNNING") >= 1 and found["trials"]["planned"] == 2
+        assert found["results"] is None and found["elapsed_s"] > 0
 
     interrupted(signal.SIGINT, "sigint", storage, mnist_dir, tmp_path, write_space, ray_address,
-                subprocess_env, tune_record, second_search)
+                subprocess_env, tune_record, capsys, second_search)
 
 
 def test_sigterm_exits_143_with_trials_checkpointed_and_runs_killed(
         ray_address: str, storage: Path, mnist_dir: Path, tmp_path: Path, write_space,
-        subprocess_env, tune_record) -> None:
-    """The same way out as SIGINT's (whose test also resumes), with SIGTERM's exit code."""
+        subprocess_env, tune_record, capsys) -> None:
+    """The same way out as SIGINT's (whose test also resumes), with SIGTERM's exit code; with -v."""
     interrupted(signal.SIGTERM, "sigterm", storage, mnist_dir, tmp_path, write_space, ray_address,
-                subprocess_env, tune_record, resume=False)
+                subprocess_env, tune_record, capsys, resume=False, verbose=True)
 
 
 def test_a_search_whose_trials_all_errored_exits_1_with_its_results(

@@ -1,0 +1,5 @@
+import sys
+
+from search.status.cli import main
+
+sys.exit(main())
