@@ -43,7 +43,7 @@ OPTUNA_ALGORITHMS = ("optuna", "random")  # searches whose sampler keeps a study
 TRIAL_COLUMNS = ("trial_id", "status", "status_detail", "epochs_run")
 OUTCOME_COLUMNS = (
     "searched", "config_key", "repeat", *(f"val_{m}" for m in METRICS), "best_val_mse",
-    *(f"test_{m}" for m in METRICS), "test_set", "n_params", "seconds", "ended", "node_id", "retries",
+    *(f"test_{m}" for m in METRICS), "test_set", "precision", "n_params", "seconds", "ended", "node_id", "retries",
     "history", "mlflow_run_id",
 )
 

@@ -52,7 +52,8 @@ def _tune_report(metrics: dict[str, Any], folder: Path | None) -> None:
 def run_epochs(trainer: Trainer, metric: str, report: Report, info: dict[str, Any]) -> None:
     """Train the epochs left, reporting each with a checkpoint; the last adds the test metrics.
     A trainer restored after its last epoch only makes the final report."""
-    info = {"n_params": trainer.n_params, "test_set": trainer.test_set_source, **info}
+    info = {"n_params": trainer.n_params, "test_set": trainer.test_set_source, "precision": trainer.precision,
+            **info}
     epochs = trainer.cfg.epochs
     if trainer.epoch >= epochs:
         _report(trainer, trainer.history[-1], info, True, report)
