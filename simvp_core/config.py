@@ -84,8 +84,9 @@ class Settings(BaseModel):
                                       "bf16 natively (a CUDA GPU with bf16; a CPU with avx512_bf16 or AMX), "
                                       "else float32; off = float32")
     memory_format: Literal[MEMORY_FORMATS] = setting("auto", "execution", "layout of the conv tensors: auto "
-                                                     "= channels_last on a CPU with native bf16 (measured "
-                                                     "faster there), else contiguous")
+                                                     "= contiguous until channels_last is measured faster "
+                                                     "and correct on the device (with bf16 on a CPU it is "
+                                                     "wrong: refused)")
     compile: Literal[COMPILE_MODES] = setting("eager", "execution", "the training step's forward and loss: "
                                               "eager, torch.compile (default), or torch.compile with CUDA "
                                               "graphs (graphs: CUDA only)")

@@ -1,10 +1,11 @@
 """How a run computes: autocast dtype, memory format and compile mode, chosen from TrainConfig's
 execution settings and what the device can do, and said in one line (`Execution.precision`).
 
-`auto` picks bf16 autocast only where the device computes bf16 natively (a CUDA GPU with bf16; a
-CPU with avx512_bf16 or AMX, or Arm's bf16): elsewhere bf16 is emulated and slower than float32.
-channels_last is auto-picked where it was measured faster (a CPU with native bf16, see
-benchmarks/RESULTS.md); on GPUs it stays contiguous until the GPU run measures it.
+amp `auto` picks bf16 autocast only where the device computes bf16 natively (a CUDA GPU with bf16;
+a CPU with avx512_bf16 or AMX, or Arm's bf16): elsewhere bf16 is emulated and slower than float32.
+memory_format `auto` is contiguous everywhere for now: on a CPU, channels_last with bf16 computes
+wrong weight gradients for the dilated depthwise convolutions of gSTA and TAU (oneDNN, torch 2.13;
+refused, see benchmarks/RESULTS.md), and on GPUs it is not measured yet (benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -57,27 +58,23 @@ def cpu_native_bf16() -> tuple[bool, str]:
 
 def choose(cfg: TrainConfig, device: torch.device, native: tuple[bool, str] | None = None) -> Execution:
     """The execution of `cfg` on `device`; `native` (as native_bf16 returns it) is detected when
-    not given. ValueError (one line) for compile 'graphs' off CUDA."""
+    not given. ValueError (one line) for what would compute wrongly or cannot run there."""
     if cfg.compile == "graphs" and device.type != "cuda":
         raise ValueError(f"compile 'graphs' captures CUDA graphs and this run is on {device.type}; use "
                          "--compile default (torch.compile without graphs) or eager")
     has_bf16, evidence = native if native is not None else native_bf16(device)
     bf16 = has_bf16 if cfg.amp == "auto" else cfg.amp == "bf16"
-    if cfg.memory_format == "auto":
-        channels_last = device.type == "cpu" and has_bf16
-    else:
-        channels_last = cfg.memory_format == "channels_last"
-    why = []
-    if "auto" in (cfg.amp, cfg.memory_format):
-        why.append(f"auto: {evidence}")
-        if cfg.memory_format == "auto" and device.type == "cuda":
-            why.append("contiguous on GPUs until measured")
-    if bf16 and not has_bf16:
-        why.append("bf16 emulated" if why else f"bf16 emulated: {evidence}")
+    channels_last = cfg.memory_format == "channels_last"
+    if channels_last and bf16 and device.type == "cpu":
+        raise ValueError("memory_format channels_last with bf16 on a CPU computes wrong weight gradients "
+                         "for dilated depthwise convolutions (oneDNN); use --memory-format contiguous, "
+                         "or --amp off for channels_last in fp32")
+    why = (f"auto: {evidence}" if cfg.amp == "auto"
+           else f"bf16 emulated: {evidence}" if bf16 and not has_bf16 else "")
     words = ["bf16 autocast" if bf16 else "fp32", "channels_last" if channels_last else "contiguous"]
     if cfg.compile != "eager":
         words.append(COMPILE_WORDS[cfg.compile])
-    precision = ", ".join(words) + (f" ({'; '.join(why)})" if why else "")
+    precision = ", ".join(words) + (f" ({why})" if why else "")
     return Execution(torch.bfloat16 if bf16 else None, channels_last, COMPILE_MODES[cfg.compile], precision)
 
 

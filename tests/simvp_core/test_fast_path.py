@@ -48,37 +48,61 @@ def _inputs(trainer: Trainer, n: int = 2) -> torch.Tensor:
     return data.split_frames(data.to_float(trainer.val_set[:n]))[0]
 
 
-@pytest.mark.parametrize("device, native, amp, channels_last, precision", [
-    ("cpu", NATIVE, torch.bfloat16, True,
-     "bf16 autocast, channels_last (auto: CPU has native bf16: avx512_bf16)"),
-    ("cpu", EMULATED, None, False, "fp32, contiguous (auto: CPU has no native bf16)"),
-    ("cuda", (True, "NVIDIA H100 has native bf16"), torch.bfloat16, False,
-     "bf16 autocast, contiguous (auto: NVIDIA H100 has native bf16; contiguous on GPUs until measured)"),
+@pytest.mark.parametrize("device, native, amp, precision", [
+    ("cpu", NATIVE, torch.bfloat16, "bf16 autocast, contiguous (auto: CPU has native bf16: avx512_bf16)"),
+    ("cpu", EMULATED, None, "fp32, contiguous (auto: CPU has no native bf16)"),
+    ("cuda", (True, "NVIDIA H100 has native bf16"), torch.bfloat16,
+     "bf16 autocast, contiguous (auto: NVIDIA H100 has native bf16)"),
+    ("cuda", (False, "Tesla T4 (compute capability 7.5) has no native bf16"), None,
+     "fp32, contiguous (auto: Tesla T4 (compute capability 7.5) has no native bf16)"),
 ])
-def test_auto_picks_bf16_where_it_is_native_and_channels_last_where_it_measured_faster(
-        device, native, amp, channels_last, precision):
+def test_auto_picks_bf16_where_the_device_computes_it_natively(device, native, amp, precision):
     execution = choose(TrainConfig(), torch.device(device), native)
-    assert (execution.amp_dtype, execution.channels_last, execution.compile_mode) == (amp, channels_last, None)
+    assert (execution.amp_dtype, execution.channels_last, execution.compile_mode) == (amp, False, None)
     assert execution.precision == precision
 
 
 @pytest.mark.parametrize("changes, native, precision", [
     (FP32, NATIVE, "fp32, contiguous"),  # --fp32 on a CPU with native bf16
-    ({"amp": "bf16"}, EMULATED, "bf16 autocast, contiguous (auto: CPU has no native bf16; bf16 emulated)"),
-    ({"amp": "bf16", "memory_format": "contiguous"}, EMULATED,
-     "bf16 autocast, contiguous (bf16 emulated: CPU has no native bf16)"),
-    ({"amp": "off", "compile": "default"}, NATIVE,
-     "fp32, channels_last, torch.compile (auto: CPU has native bf16: avx512_bf16)"),
+    ({"amp": "bf16"}, EMULATED, "bf16 autocast, contiguous (bf16 emulated: CPU has no native bf16)"),
+    ({"amp": "off", "memory_format": "channels_last", "compile": "default"}, NATIVE,
+     "fp32, channels_last, torch.compile"),
 ])
 def test_explicit_settings_win_and_the_line_says_what_runs(changes, native, precision):
     assert choose(TrainConfig(**changes), torch.device("cpu"), native).precision == precision
 
 
-def test_graphs_off_cuda_is_refused_in_one_line():
-    with pytest.raises(ValueError, match="compile 'graphs' captures CUDA graphs and this run is on cpu; "
-                                         "use --compile default") as err:
-        choose(TrainConfig(compile="graphs"), torch.device("cpu"), NATIVE)
+@pytest.mark.parametrize("changes, fragment", [
+    ({"compile": "graphs"}, "compile 'graphs' captures CUDA graphs and this run is on cpu; use --compile default"),
+    ({"memory_format": "channels_last"}, "channels_last with bf16 on a CPU computes wrong weight gradients"),
+])
+def test_what_cannot_run_or_computes_wrongly_on_a_cpu_is_refused_in_one_line(changes, fragment):
+    with pytest.raises(ValueError, match=fragment) as err:
+        choose(TrainConfig(**changes), torch.device("cpu"), NATIVE)
     assert "\n" not in str(err.value)
+
+
+def test_the_refused_layout_does_compute_wrong_gradients_where_bf16_is_native():
+    """Why channels_last with bf16 is refused on CPUs: the weight gradient of a dilated depthwise
+    convolution (gSTA's and TAU's large kernel) is garbage in that layout (oneDNN, torch 2.13). If
+    this starts to fail, the bug is fixed: lift the refusal in simvp_core.execution."""
+    if not cpu_native_bf16()[0]:
+        pytest.skip("the wrong gradients were seen with native bf16 (avx512_bf16); this CPU emulates it")
+    generator = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 7, padding=9, dilation=3, groups=8)
+    worst = 0.0
+    for _ in range(10):  # the garbage comes and goes: about one call in two
+        x = torch.randn(8, 8, 32, 32, generator=generator)
+        grad = torch.randn(8, 8, 32, 32, generator=generator)
+        expected = torch.autograd.grad((conv(x) * grad).sum(), conv.weight)[0]
+        cl = torch.nn.Conv2d(8, 8, 7, padding=9, dilation=3, groups=8).to(memory_format=torch.channels_last)
+        cl.load_state_dict(conv.state_dict())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = cl(x.to(memory_format=torch.channels_last))
+        got = torch.autograd.grad((out.float() * grad).sum(), cl.weight)[0]
+        error = ((got - expected).abs().max() / expected.abs().max()).item()
+        worst = max(worst, error if math.isfinite(error) else math.inf)
+    assert worst > 1.0  # bf16 rounding alone stays under 1 % (0.4 % measured, contiguous)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not Path("/proc/cpuinfo").is_file(),
@@ -91,8 +115,9 @@ def test_native_bf16_detection_agrees_with_the_cpus_flags():
     assert ("avx512_bf16" in evidence) == ("avx512_bf16" in flags and native)
 
 
-def test_the_trainer_runs_what_its_precision_line_says(digits):
-    trainer = make(digits)
+@pytest.mark.parametrize("changes", [{}, {"amp": "off", "memory_format": "channels_last"}])
+def test_the_trainer_runs_what_its_precision_line_says(digits, changes):
+    trainer = make(digits, **changes)
     execution = choose(trainer.cfg, torch.device("cpu"))
     assert trainer.precision == execution.precision and trainer.amp_dtype == execution.amp_dtype
     weight = trainer.model.encoder.blocks[1].conv.weight
