@@ -235,7 +235,7 @@ def counted_tflops(gmacs_per_seq: float, seq_per_s: float) -> float:
 def training_table(presets: list[str], paths: list[str], device: str, batch_size: int,
                    budget: Budget, data_dir: str | Path | None, overrides: dict | None = None,
                    peak: tuple[float, str] | None = None, isolate: bool = True,
-                   log: Callable[[str], None] = print) -> list[dict]:
+                   log: Callable[[str], None] = print, timeout_s: float = 3600.0) -> list[dict]:
     """One row per preset: median seq/s and peak memory per path; each path's speed over plain's
     (the median over rounds of the ratio of the two windows of a round); the default path's counted
     TFLOP/s and each path's fraction of `peak` FLOP/s when given; what each path ran (precision)."""
@@ -244,7 +244,8 @@ def training_table(presets: list[str], paths: list[str], device: str, batch_size
     rows = []
     for preset in presets:
         row: dict[str, Any] = {"preset": preset, "GMACs/seq": gmacs(preset, overrides)}
-        results = measure_paths(preset, paths, device, batch_size, budget, data_dir, overrides, isolate)
+        results = measure_paths(preset, paths, device, batch_size, budget, data_dir, overrides, isolate,
+                                timeout_s)
         for path in paths:
             log(f"  training {preset:<11} {path:<19} {results[path]['seq_per_s']:9.2f} seq/s")
         base = results[BASELINE]["windows_seq_per_s"]
@@ -310,7 +311,7 @@ def measure_concurrent(preset: str, device: str, n_trials: int, batch_size: int,
 
 def concurrency_table(preset: str, device: str, counts: list[int], batch_size: int, budget: Budget,
                       data_dir: str | Path | None, overrides: dict | None = None,
-                      log: Callable[[str], None] = print) -> list[dict]:
+                      log: Callable[[str], None] = print, timeout_s: float = 1800.0) -> list[dict]:
     """One row per number of concurrent trials: aggregate seq/s, relative to one trial's and as a
     fraction of linear scaling (n trials doing n times one trial's work)."""
     if not counts or counts[0] != 1:
@@ -318,7 +319,7 @@ def concurrency_table(preset: str, device: str, counts: list[int], batch_size: i
     rows = []
     for n in counts:
         row = {"preset": preset, **measure_concurrent(preset, device, n, batch_size, budget,
-                                                      data_dir, overrides)}
+                                                      data_dir, overrides, timeout_s)}
         log(f"  {n} concurrent trial(s): {row['aggregate seq/s']:.2f} seq/s in all")
         rows.append(row)
     single = rows[0]["aggregate seq/s"]
