@@ -46,20 +46,29 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$OUT" ] || usage
 
-missing=()
-for pair in $NEEDED; do
-    "$PY" -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+importable() { "$PY" -c "import simvp_core.config, simvp_core.losses, tabulate" 2>/dev/null; }
+install() {  # the named distributions from the wheelhouse, into a folder first on PYTHONPATH
     if [ -z "$WHEELHOUSE" ]; then
-        echo "error: missing ${missing[*]}; pass --wheelhouse DIR (make one with benchmarks/gpu_check.sh --build-wheelhouse DIR)" >&2
+        echo "error: missing $*; pass --wheelhouse DIR (make one with benchmarks/gpu_check.sh --build-wheelhouse DIR)" >&2
         exit 2
     fi
     SITE="${TMPDIR:-/tmp}/simvp-gpu-check-site"
-    echo "installing ${missing[*]} from $WHEELHOUSE into $SITE"
-    "$PY" -m pip install -q --no-index --no-deps --no-cache-dir --find-links "$WHEELHOUSE" --target "$SITE" \
-        "${missing[@]}"
-    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+    echo "installing $* from $WHEELHOUSE into $SITE"
+    "$PY" -m pip install -q --no-index --no-deps --no-cache-dir --upgrade --find-links "$WHEELHOUSE" \
+        --target "$SITE" "$@"
+    export PYTHONPATH="$SITE:$PYTHONPATH"
+}
+if ! importable; then
+    missing=()
+    for pair in $NEEDED; do
+        "$PY" -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] || install "${missing[@]}"
+    if ! importable; then  # a package there but too old for the others: take them all from the wheelhouse
+        all=(); for pair in $NEEDED; do all+=("${pair#*:}"); done
+        install "${all[@]}"
+        importable || { echo "error: simvp_core still does not import with the wheelhouse's packages" >&2; exit 2; }
+    fi
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 exec "$PY" -m benchmarks.gpu_check $REHEARSE ${EXTRA[@]+"${EXTRA[@]}"} "$OUT"
