@@ -2,7 +2,8 @@
 
 No timing is asserted (the numbers depend on the machine and its load). The platform-overhead
 table starts Ray and is left out of the run (skip), but its space file and timer are tested; the
-concurrency table is GPU only in the command, so its function is run here on the CPU.
+concurrency table is GPU only in the command; its function runs on the CPU in the GPU check's
+rehearsal (test_gpu_check.py).
 """
 
 import json
@@ -16,7 +17,7 @@ import yaml
 from benchmarks import run as bench
 from benchmarks.overhead import TINY_TRAINING, overhead_space, time_command
 from benchmarks.replay import BUDGET, METHODS
-from benchmarks.training import Budget, concurrency_table
+from benchmarks.training import Budget
 from simvp_core.config import TrainConfig
 from simvp_core.execution import choose
 
@@ -102,16 +103,6 @@ def test_search_table_replays_the_recorded_curves_for_every_method(result):
     for row in table["rows"]:
         assert 0 < row["spent"] <= BUDGET
         assert row["reached 2.0%"].endswith(f"/{SIZES.replay_seeds}")
-
-
-def test_concurrency_table_on_cpu_reports_each_count_relative_to_one_trial():
-    rows = concurrency_table("simvpv2", "cpu", [1, 2], batch_size=2, budget=Budget(1, 1),
-                             data_dir="sample", overrides=TINY_MODEL, log=lambda _: None)
-    assert [r["trials"] for r in rows] == [1, 2]
-    assert rows[0]["aggregate/1 trial"] == rows[0]["fraction of linear"] == 1.0
-    assert all(positive(r["aggregate seq/s"]) and positive(r["per-trial seq/s"]) for r in rows)
-    two = rows[1]
-    assert two["fraction of linear"] == pytest.approx(two["aggregate seq/s"] / (2 * rows[0]["aggregate seq/s"]))
 
 
 def test_overhead_space_is_a_valid_one_trial_grid_of_the_same_training(tmp_path):

@@ -98,8 +98,10 @@ def test_the_concurrency_table_scales_from_one_trial(rehearsal):
     rows = rehearsal[1]["stages"]["concurrency"]["rows"]
     assert [r["trials"] for r in rows] == REHEARSAL.counts
     one = rows[0]["aggregate seq/s"]
+    assert rows[0]["aggregate/1 trial"] == rows[0]["fraction of linear"] == 1.0
     for row in rows:
         assert row["fraction of linear"] == pytest.approx(row["aggregate seq/s"] / (row["trials"] * one))
+        assert row["aggregate seq/s"] > 0 and row["per-trial seq/s"] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: the real check would run")
