@@ -36,7 +36,7 @@ def generation_rate(digits: torch.Tensor, kind: str, batch_size: int, batches: i
 
 def data_table(kinds: list[str], device: str, batch_size: int, batches: int, windows: int,
                data_dir: str | Path | None, consumed: dict[str, float]) -> list[dict]:
-    """One row per (augmentation, preset): generated seq/s against the seq/s the fast-path trainer
+    """One row per (augmentation, preset): generated seq/s against the seq/s the default-path trainer
     consumes (`consumed`: preset -> seq/s, may be empty), their ratio, and data's share of a step."""
     digits = data.load_mnist("train", data_dir).to(device)
     rows = []
@@ -70,7 +70,7 @@ def metrics_rate(device: str, n: int, batch_size: int, windows: int) -> float:
 
 def evaluation_rate(preset: str, device: str, n: int, batch_size: int, windows: int,
                     digits: tuple[torch.Tensor, torch.Tensor], overrides: dict | None = None) -> float:
-    """Median seq/s of Trainer.evaluate('val') (forward + metrics, fast-path settings) over n sequences."""
+    """Median seq/s of Trainer.evaluate('val') (forward + metrics, default-path settings) over n sequences."""
     cfg = TrainConfig(preset=preset, device=device, val_size=n, eval_batch_size=batch_size,
                       train_size=1, batch_size=1, test_size=1, epochs=1, **(overrides or {}))
     trainer = Trainer(cfg, train_digits=digits[0], test_digits=digits[1])

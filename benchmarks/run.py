@@ -1,7 +1,7 @@
 """`python -m benchmarks.run [--device cpu|cuda] [--quick] [--out FILE]`: every benchmark table,
 measured side by side in one run, printed as markdown and written as JSON.
 
-Tables: training throughput and peak memory (fast path against plain fp32, per preset), data
+Tables: training throughput and peak memory (the default path against plain fp32, per preset), data
 pipeline headroom, evaluation throughput, several trials per GPU, platform overhead (search.run
 against simvp_core.train) and search efficiency replayed on recorded learning curves (benchmarks.replay).
 """
@@ -46,7 +46,7 @@ class Sizes:
     eval_n: int
     eval_batch: int
     windows: int = 3
-    concurrency: list[int] = field(default_factory=lambda: [1, 2, 4])
+    concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     concurrency_budget: Budget = Budget(50, 3)
     replay_seeds: int = 20
     isolate: bool = True  # a fresh process per training measurement (False: faster, for tests)
@@ -67,31 +67,33 @@ def sizes_for(device: str, quick: bool) -> Sizes:
                  data_batches=20, eval_n=16 if quick else 64, eval_batch=16)
 
 
-CPU_CALIBRATION = (" On CPU, plain and fast run the same computation (fp32, the same Adam; reading the "
-                   "loss back costs nothing there), so fast/plain reads the measurement noise of this "
-                   "machine at the time, not a speed-up.")
+CPU_CALIBRATION = (" On CPU, plain and default+fp32 run the same computation (fp32, the same Adam; "
+                   "reading the loss back costs nothing there), so default+fp32/plain reads the "
+                   "measurement noise of this machine at the time, not a speed-up.")
 NOTES = {
     "training": ("Training throughput at batch {batch}: Trainer.train_epoch, one warm-up window, then "
-                 "the median of {windows} windows of {steps} step(s). plain = fp32, eager, channels "
-                 "first, loss read back every step, torch.optim.Adam's default implementation (not "
-                 "fused); fast = TrainConfig's defaults on this device (amp auto: bf16 on CUDA, fp32 on "
-                 "CPU; loss read back every 25 steps; fused Adam on CUDA). Both: cuDNN autotuning and "
-                 "TF32 convolutions on CUDA (PyTorch's default). The paths take turns window by window. "
-                 "Other columns: one switch on top of fast. X/plain = speed-up over plain: the median over "
-                 "rounds of X's window over plain's window of the same round. "
+                 "the median of {windows} windows of {steps} step(s). plain = fp32, eager, contiguous, "
+                 "loss read back every step, torch.optim.Adam's default implementation (not fused); "
+                 "default = TrainConfig's defaults on this device (amp auto: bf16 where the device has "
+                 "native bf16; loss read back every 25 steps; fused Adam on CUDA). Both: cuDNN "
+                 "autotuning and TF32 convolutions on CUDA (PyTorch's default). The paths take turns "
+                 "window by window. Other columns: one switch on top of default (graphs: the "
+                 "graph-captured step). X/plain = speed-up over plain: the median over rounds of X's "
+                 "window over plain's window of the same round. What each path ran: {precision}. "
                  "Memory: {memory}. "
                  "TFLOP/s counted: GMACs/seq x 2 x 3 (forward + backward) x seq/s.{peak}{cpu}"),
     "data": ("Data pipeline: generate_sequences + augment at batch {batch} on the training device "
-             "(median of {windows} windows of {batches} batches) against the fast path's consumption. "
+             "(median of {windows} windows of {batches} batches) against the default path's consumption. "
              "The trainer generates inline, so 'data % of step' is the share of a training step spent "
              "making its batch: data is not the bottleneck while it is small."),
     "evaluation": ("Evaluation: {n} sequences in batches of {eval_batch}, median of {windows} runs "
                    "after a warm-up; metrics only on random frames, and Trainer.evaluate (forward "
-                   "with the fast path's settings + the four metrics) per preset."),
-    "concurrency": ("Several trials per GPU: {counts} fast-path trainings of {preset} in separate "
-                    "processes on the same device, timed together after a warm-up "
-                    "({windows} windows of {steps} steps each). aggregate = all sequences / "
-                    "(last end - first start)."),
+                   "with the default path's settings + the four metrics) per preset."),
+    "concurrency": ("Several trials per GPU: {counts} default-path trainings of {preset} in separate "
+                    "processes on the same device (as Ray's fractional GPUs place them), timed together "
+                    "after a warm-up ({windows} windows of {steps} steps each). aggregate = all "
+                    "sequences / (last end - first start); fraction of linear = aggregate / (trials x "
+                    "one trial's aggregate)."),
     "overhead": ("Platform overhead: the same small training ({training}) through the search (Ray "
                  "Tune, grid with 1 trial, no ASHA, MLflow, results, report) and through the training "
                  "CLI, both as subprocesses, alternating, {repeats} runs each; the fastest of each counts. "
@@ -137,9 +139,11 @@ def _training(sizes: Sizes, dev: str, data_dir: str, overrides: dict | None,
                                          else "it is reported for GPUs only.")
     rows = training.training_table(sizes.presets, sizes.paths, dev, sizes.batch_size, sizes.budget,
                                    data_dir, overrides, peak, isolate=sizes.isolate)
+    ran = "; ".join(f"{path} = {what}" for path, what in rows[0]["precision"].items()) if rows else "-"
     return rows, NOTES["training"].format(
         batch=sizes.batch_size, windows=sizes.budget.windows, steps=sizes.budget.window_steps,
-        memory=MEMORY_KIND[dev], peak=peak_text, cpu=CPU_CALIBRATION if dev == "cpu" else "")
+        memory=MEMORY_KIND[dev], peak=peak_text, precision=ran,
+        cpu=CPU_CALIBRATION if "default+fp32" in sizes.paths else "")
 
 
 def _concurrency(sizes: Sizes, dev: str, data_dir: str,
@@ -186,11 +190,11 @@ def run(device: torch.device, quick: bool, out: Path, data_dir: str, skip: set[s
     print(f"benchmarks on {info['device']} ({info['gpu'] or info['cpu']}, {info['cores']} cores, "
           f"torch {info['torch']}){' --quick' if quick else ''}")
 
-    consumed: dict[str, float] = {}  # preset -> the fast path's training seq/s, for the data table
+    consumed: dict[str, float] = {}  # preset -> the default path's training seq/s, for the data table
 
     def training_rows() -> tuple[list[dict], str]:
         rows, note = _training(sizes, dev, data_dir, overrides, peak)
-        consumed.update({row["preset"]: row["fast seq/s"] for row in rows})
+        consumed.update({row["preset"]: row["default seq/s"] for row in rows})
         return rows, note
 
     builders: dict[str, Callable[[], tuple]] = {

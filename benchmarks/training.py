@@ -1,4 +1,4 @@
-"""Training throughput and peak memory of the real `Trainer` loop, fast path against plain fp32.
+"""Training throughput and peak memory of the real `Trainer` loop, the default path against plain fp32.
 
 Each measurement runs `Trainer.train_epoch` (generation, forward, loss, backward, Adam, OneCycle,
 the loss read-back) for one warm-up epoch and then `windows` timed epochs of `window_steps` steps;
@@ -24,19 +24,21 @@ from typing import Any
 import torch
 
 from simvp_core import data
-from simvp_core.config import TrainConfig
+from simvp_core.config import FP32, TrainConfig
 from simvp_core.models import build_model
 from simvp_core.trainer import Trainer
 
-# The execution settings of each path, over TrainConfig's defaults ("fast" is exactly the defaults).
+# The execution settings of each path over TrainConfig's defaults ("default" is exactly the defaults;
+# "plain" also gets torch.optim.Adam's default implementation, see use_plain_adam).
 PATHS: dict[str, dict[str, Any]] = {
-    "plain": {"amp": "off", "channels_last": False, "compile": False, "sync_every": 1},
-    "fast": {},
-    "fast+bf16": {"amp": "bf16"},
-    "fast+channels_last": {"channels_last": True},
-    "fast+compile": {"compile": True},
+    "plain": {**FP32, "compile": "eager", "sync_every": 1},
+    "default": {},
+    "default+fp32": dict(FP32),
+    "default+channels_last": {"memory_format": "channels_last"},
+    "default+compile": {"compile": "default"},
+    "default+graphs": {"compile": "graphs"},
 }
-BASELINE, FAST = "plain", "fast"
+BASELINE, DEFAULT = "plain", "default"
 TRAINING_STEP_FLOPS_PER_MAC = 2 * 3  # a MAC is 2 FLOPs; forward + backward is about 3 forwards
 MEMORY_KIND = {
     "cuda": "torch.cuda.max_memory_allocated during training (tensors only, not the CUDA context)",
@@ -54,14 +56,14 @@ class Budget:
 
 
 def paths_for(device: str, quick: bool) -> list[str]:
-    """The paths measured on a device: plain and fast always, then the switches worth a look there.
-
-    On CUDA the fast path already autocasts to bf16; on CPU bf16 is opt-in (amp auto keeps fp32).
-    """
-    extra = ["fast+bf16"] if device == "cpu" else ["fast+channels_last"]
-    if not quick:
-        extra += ["fast+channels_last", "fast+compile"] if device == "cpu" else ["fast+compile"]
-    return [BASELINE, FAST, *extra]
+    """The paths measured on a device: plain and default always, then the switches worth a look
+    there. On CUDA: channels_last (memory_format auto keeps it off until measured) and the graph-
+    captured step; on CPU: --fp32 (what the default's bf16 buys) and torch.compile."""
+    if device == "cuda":
+        extra = ["default+channels_last", "default+graphs"] + ([] if quick else ["default+compile"])
+    else:
+        extra = ["default+fp32"] + ([] if quick else ["default+compile"])
+    return [BASELINE, DEFAULT, *extra]
 
 
 def load_digits(data_dir: str | Path | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +140,8 @@ class PathRun:
         when the run had its process to itself, else None)."""
         timed = self.rates[1:]
         return {"seq_per_s": statistics.median(timed), "windows_seq_per_s": timed,
-                "warmup_seq_per_s": self.rates[0], "peak_mib": self.memory.mib() if own_process else None}
+                "warmup_seq_per_s": self.rates[0], "peak_mib": self.memory.mib() if own_process else None,
+                "precision": self.trainer.precision}
 
 
 def _turn_worker(index: int, turns: list, results: Any, args: tuple, windows: int) -> None:
@@ -225,19 +228,25 @@ def gmacs(preset: str, overrides: dict | None = None) -> float:
     return gmacs_per_sequence(model)
 
 
+def counted_tflops(gmacs_per_seq: float, seq_per_s: float) -> float:
+    """Training TFLOP/s counted from the model's MACs: 2 FLOPs a MAC, forward + backward = 3 forwards."""
+    return gmacs_per_seq * 1e9 * TRAINING_STEP_FLOPS_PER_MAC * seq_per_s / 1e12
+
+
 def training_table(presets: list[str], paths: list[str], device: str, batch_size: int,
                    budget: Budget, data_dir: str | Path | None, overrides: dict | None = None,
                    peak: tuple[float, str] | None = None, isolate: bool = True,
-                   log: Callable[[str], None] = print) -> list[dict]:
+                   log: Callable[[str], None] = print, timeout_s: float = 3600.0) -> list[dict]:
     """One row per preset: median seq/s and peak memory per path; each path's speed over plain's
-    (the median over rounds of the ratio of the two windows of a round); the fast path's counted
-    TFLOP/s (and its fraction of `peak` FLOP/s when given)."""
-    if BASELINE not in paths or FAST not in paths:
-        raise ValueError(f"paths must include {BASELINE!r} and {FAST!r}; got {paths}")
+    (the median over rounds of the ratio of the two windows of a round); the default path's counted
+    TFLOP/s and each path's fraction of `peak` FLOP/s when given; what each path ran (precision)."""
+    if BASELINE not in paths or DEFAULT not in paths:
+        raise ValueError(f"paths must include {BASELINE!r} and {DEFAULT!r}; got {paths}")
     rows = []
     for preset in presets:
         row: dict[str, Any] = {"preset": preset, "GMACs/seq": gmacs(preset, overrides)}
-        results = measure_paths(preset, paths, device, batch_size, budget, data_dir, overrides, isolate)
+        results = measure_paths(preset, paths, device, batch_size, budget, data_dir, overrides, isolate,
+                                timeout_s)
         for path in paths:
             log(f"  training {preset:<11} {path:<19} {results[path]['seq_per_s']:9.2f} seq/s")
         base = results[BASELINE]["windows_seq_per_s"]
@@ -246,12 +255,14 @@ def training_table(presets: list[str], paths: list[str], device: str, batch_size
             if path != BASELINE:  # window i of every path ran in the same round, under similar load
                 row[f"{path}/plain"] = statistics.median(
                     w / b for w, b in zip(results[path]["windows_seq_per_s"], base))
-        for path in (BASELINE, FAST):
+        for path in (BASELINE, DEFAULT):
             row[f"{path} peak MiB"] = results[path]["peak_mib"]
-        tflops = row["GMACs/seq"] * 1e9 * TRAINING_STEP_FLOPS_PER_MAC * row["fast seq/s"] / 1e12
-        row["fast TFLOP/s"] = tflops
+        row["default TFLOP/s"] = counted_tflops(row["GMACs/seq"], row["default seq/s"])
         if peak is not None:
-            row["fast % of peak"] = 100 * tflops * 1e12 / peak[0]
+            for path in paths:
+                tflops = counted_tflops(row["GMACs/seq"], row[f"{path} seq/s"])
+                row[f"{path} % of peak"] = 100 * tflops * 1e12 / peak[0]
+        row["precision"] = {path: results[path]["precision"] for path in paths}
         row["windows"] = {path: results[path]["windows_seq_per_s"] for path in paths}
         row["warm-up seq/s"] = {path: results[path]["warmup_seq_per_s"] for path in paths}
         rows.append(row)
@@ -265,14 +276,14 @@ def _concurrent_worker(index: int, preset: str, device: str, batch_size: int, bu
                        results: Any) -> None:
     """One of N trials: warm up, wait for the others, then time `budget.windows` epochs."""
     try:
-        trainer = make_trainer(preset, FAST, device, batch_size, budget, load_digits(data_dir), overrides)
+        trainer = make_trainer(preset, DEFAULT, device, batch_size, budget, load_digits(data_dir), overrides)
         trainer.train_epoch()
         barrier.wait()
         start = time.monotonic()  # system-wide clock: comparable between the processes
         for _ in range(budget.windows):
             trainer.train_epoch()
         end = time.monotonic()
-        results.put((index, {"start": start, "end": end,
+        results.put((index, {"start": start, "end": end, "precision": trainer.precision,
                              "sequences": budget.windows * budget.window_steps * batch_size}))
     except BaseException as e:  # report instead of leaving the others waiting at the barrier
         barrier.abort()
@@ -282,7 +293,7 @@ def _concurrent_worker(index: int, preset: str, device: str, batch_size: int, bu
 def measure_concurrent(preset: str, device: str, n_trials: int, batch_size: int, budget: Budget,
                        data_dir: str | Path | None, overrides: dict | None = None,
                        timeout_s: float = 1800.0) -> dict:
-    """n_trials fast-path trainings in separate processes on one device, timed together: all their
+    """n_trials default-path trainings in separate processes on one device, timed together: all their
     sequences over the span from the first start to the last end, and each one's own rate (both
     include the 1-sequence validation after each window)."""
     ctx = multiprocessing.get_context("spawn")
@@ -295,22 +306,25 @@ def measure_concurrent(preset: str, device: str, n_trials: int, batch_size: int,
     outs = [out for _, out in _collect(procs, results, timeout_s)]
     span = max(o["end"] for o in outs) - min(o["start"] for o in outs)
     return {"trials": n_trials, "aggregate seq/s": sum(o["sequences"] for o in outs) / span,
-            "per-trial seq/s": statistics.mean(o["sequences"] / (o["end"] - o["start"]) for o in outs)}
+            "per-trial seq/s": statistics.mean(o["sequences"] / (o["end"] - o["start"]) for o in outs),
+            "precision": outs[0]["precision"]}
 
 
 def concurrency_table(preset: str, device: str, counts: list[int], batch_size: int, budget: Budget,
                       data_dir: str | Path | None, overrides: dict | None = None,
-                      log: Callable[[str], None] = print) -> list[dict]:
-    """One row per number of concurrent trials; aggregate seq/s also relative to one trial's."""
+                      log: Callable[[str], None] = print, timeout_s: float = 1800.0) -> list[dict]:
+    """One row per number of concurrent trials: aggregate seq/s, relative to one trial's and as a
+    fraction of linear scaling (n trials doing n times one trial's work)."""
     if not counts or counts[0] != 1:
         raise ValueError(f"counts must start with 1 (the reference); got {counts}")
     rows = []
     for n in counts:
         row = {"preset": preset, **measure_concurrent(preset, device, n, batch_size, budget,
-                                                      data_dir, overrides)}
+                                                      data_dir, overrides, timeout_s)}
         log(f"  {n} concurrent trial(s): {row['aggregate seq/s']:.2f} seq/s in all")
         rows.append(row)
     single = rows[0]["aggregate seq/s"]
     for row in rows:
         row["aggregate/1 trial"] = row["aggregate seq/s"] / single
+        row["fraction of linear"] = row["aggregate/1 trial"] / row["trials"]
     return rows

@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> str:
     label = args.model_uri or args.checkpoint
     with model_file(args) as path:
         if args.action == "evaluate":
-            report = evaluate.evaluate_file(str(path), args.data_dir, args.test_size, args.batch_size, args.device)
+            report = evaluate.evaluate_file(str(path), args.data_dir, args.test_size, args.batch_size, args.device,
+                                            args.amp, args.memory_format)
             key = "model_uri" if args.model_uri else "checkpoint"
             return json.dumps({key: label, **report}) if args.json else evaluate.describe(report, label)
         if args.action == "to-openstl":
@@ -121,7 +122,12 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.action == "evaluate":  # --fp32: the trainer's plain float32 settings
+        from simvp_core.train import apply_fp32
+
+        args = argparse.Namespace(**apply_fp32(parser, vars(args)))
     from search.tracking.models import ModelUriError
     from simvp_core.convert import ConvertError
     from simvp_core.data import DataNotFoundError

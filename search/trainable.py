@@ -53,7 +53,8 @@ def _tune_report(metrics: dict[str, Any], folder: Path | None) -> None:
 def fit_reporting(trainer: Trainer, metric: str, report: Report, info: dict[str, Any]) -> None:
     """`trainer.fit`, reporting each epoch with `info` and a checkpoint folder; a diverged epoch is
     reported without one, as `diverged=1` with the metric NaN, and the trial returns."""
-    info = {"n_params": trainer.n_params, "test_set": trainer.test_set_source, **info}
+    info = {"n_params": trainer.n_params, "test_set": trainer.test_set_source, "precision": trainer.precision,
+            **info}
     try:
         trainer.fit(lambda end: _report(trainer, end, info, report))
     except DivergedError as e:

@@ -15,6 +15,10 @@ from simvp_core.presets import ACTIVATIONS, PRESET_NAMES, TRANSLATORS
 AUGMENTATIONS = ("none", "crop", "flip", "crop+flip")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "bf16", "off")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+COMPILE_MODES = ("eager", "default", "graphs")
+# `--fp32`: plain float32 in one flag (CLIs derive it from here): no autocast, channels first
+FP32 = {"amp": "off", "memory_format": "contiguous"}
 GROUPS = ("model", "data", "learning", "execution")  # execution: what a resume may change
 
 
@@ -73,21 +77,31 @@ class Settings(BaseModel):
     seed: int = setting(42, "learning", "seed of the weights, the data and the augmentation", ge=0,
                         le=2**32 - 1)
     # execution: where and how fast; none of these change what is learned beyond float rounding
-    device: Literal[DEVICES] = setting("auto", "execution", "where to train: auto = cuda if visible")
+    device: Literal[DEVICES] = setting("auto", "execution", "where to run: auto = cuda if visible")
     eval_batch_size: int = setting(100, "execution", "sequences per evaluation batch", ge=1, le=65_536,
                                    smoke_max=16)
-    amp: Literal[AMP_MODES] = setting("auto", "execution", "bf16 autocast: auto = on GPU only")
-    channels_last: bool = setting(False, "execution", "channels_last memory format")
-    compile: bool = setting(False, "execution", "torch.compile the model")
+    amp: Literal[AMP_MODES] = setting("auto", "execution", "bf16 autocast: auto = where the device computes "
+                                      "bf16 natively (a CUDA GPU with bf16; a CPU with avx512_bf16 or AMX), "
+                                      "else float32; off = float32")
+    memory_format: Literal[MEMORY_FORMATS] = setting("auto", "execution", "layout of the conv tensors: auto "
+                                                     "= contiguous until channels_last is measured faster "
+                                                     "and correct on the device (with bf16 on a CPU it is "
+                                                     "wrong: refused)")
+    compile: Literal[COMPILE_MODES] = setting("eager", "execution", "the training step's forward and loss: "
+                                              "eager, torch.compile (default), or torch.compile with CUDA "
+                                              "graphs (graphs: CUDA only)")
     sync_every: int = setting(25, "execution", "read the loss back every N steps", ge=1, le=100_000)
 
     @model_validator(mode="before")
     @classmethod
-    def _whole_numbers(cls, values: Any) -> Any:
-        """Integral floats for int fields become ints before the strict type checks."""
+    def _plain_values(cls, values: Any) -> Any:
+        """Before the strict type checks: integral floats for int fields become ints, and false for
+        a field with the choice 'off' becomes 'off' (YAML 1.1, as yaml.safe_load reads it, turns a
+        bare `off` into false)."""
         if not isinstance(values, dict):
             return values
-        return {k: whole(v) if FIELD_TYPES.get(k, (None,))[0] is int else v for k, v in values.items()}
+        return {k: whole(v) if FIELD_TYPES.get(k, (None,))[0] is int else
+                "off" if v is False and "off" in (choices(k) or ()) else v for k, v in values.items()}
 
 
 class ConfigError(ValueError):
@@ -153,7 +167,9 @@ def fields_in(group: str) -> tuple[str, ...]:
 
 
 def choices(name: str) -> tuple | None:
-    """The values a Literal field allows, None for the others."""
+    """The values a Literal field allows, None for the others (and for unknown names)."""
+    if name not in Settings.model_fields:
+        return None
     annotation = without_none(Settings.model_fields[name].annotation)
     return get_args(annotation) if get_origin(annotation) is Literal else None
 
@@ -226,5 +242,6 @@ def did_you_mean(name: Any, options: Any) -> str:
 
 
 __all__ = ["TrainConfig", "Settings", "ConfigError", "FIELD_TYPES", "GROUPS", "AUGMENTATIONS", "DEVICES",
-           "AMP_MODES", "TRANSLATORS", "ACTIVATIONS", "PRESET_NAMES", "setting", "declared", "fields_in",
-           "choices", "expectation", "takes", "explain", "show", "did_you_mean", "whole", "without_none"]
+           "AMP_MODES", "MEMORY_FORMATS", "COMPILE_MODES", "FP32", "TRANSLATORS", "ACTIVATIONS",
+           "PRESET_NAMES", "setting", "declared", "fields_in", "choices", "expectation", "takes", "explain",
+           "show", "did_you_mean", "whole", "without_none"]

@@ -198,11 +198,11 @@ def load_model(path: str | Path) -> tuple[SimVP, str, dict[str, Any]]:
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         preset, overrides, state = obj["preset"], dict(obj["overrides"]), obj["model"]
     elif isinstance(obj, dict) and {"config", "model", "version"} <= obj.keys():
-        from simvp_core.config import TrainConfig  # a trainer checkpoint: its config names the model
+        from simvp_core.config import TrainConfig, fields_in  # a trainer checkpoint: its model fields
 
-        try:
-            cfg = TrainConfig.from_dict(obj["config"])
-        except ValueError as e:
+        try:  # (its other fields may be an older version's: only the model's matter here)
+            cfg = TrainConfig.from_dict({k: v for k, v in obj["config"].items() if k in fields_in("model")})
+        except (ValueError, AttributeError) as e:
             raise ConvertError(f"{path}: {e}") from None
         preset, overrides, state = cfg.preset, cfg.model_overrides(), obj["model"]
     elif isinstance(obj, dict) and any(k.startswith("hid.") for k in _openstl_state(obj)):

@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from simvp_core.oneline import OneLineParser
+from simvp_core.train import add_field_flag, add_fp32_flag, apply_fp32
 
 if TYPE_CHECKING:  # torch and what needs it are imported when a model is evaluated: --help stays fast
     import torch
@@ -22,8 +23,10 @@ if TYPE_CHECKING:  # torch and what needs it are imported when a model is evalua
 EXIT_BAD_INPUT = 2
 
 
-def evaluate_model(model: nn.Module, seqs: Tensor, batch_size: int, device: torch.device) -> dict[str, float]:
-    """{"mse", "mae", "ssim" (data range 2.0), "psnr"} of the model's predictions over uint8 sequences."""
+def evaluate_model(model: nn.Module, seqs: Tensor, batch_size: int, device: torch.device,
+                   amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """{"mse", "mae", "ssim" (data range 2.0), "psnr"} of the model's predictions over uint8
+    sequences, the forward under autocast to `amp_dtype` when given."""
     import torch
 
     from simvp_core import data
@@ -31,10 +34,13 @@ def evaluate_model(model: nn.Module, seqs: Tensor, batch_size: int, device: torc
 
     model.eval()
     acc = MetricAccumulator()
+    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     with torch.no_grad():
         for start in range(0, len(seqs), batch_size):
             inputs, targets = data.split_frames(data.to_float(seqs[start:start + batch_size].to(device)))
-            acc.update(model(inputs).float(), targets)
+            with autocast:
+                preds = model(inputs)
+            acc.update(preds.float(), targets)
     return acc.compute()
 
 
@@ -44,7 +50,9 @@ def add_test_set_options(parser: argparse.ArgumentParser) -> None:
                         "when neither is present ('sample' = the small shipped sample)")
     parser.add_argument("--test-size", type=int, default=10_000, help="test sequences (default: 10000)")
     parser.add_argument("--batch-size", type=int, default=100, help="sequences per batch (default: 100)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    for name in ("device", "amp", "memory_format"):  # as the trainer's flags, from TrainConfig
+        add_field_flag(parser, name)
+    add_fp32_flag(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -60,10 +68,16 @@ def test_sequences(n: int, data_dir: str | None) -> tuple[Tensor, str]:
     return data.load_test_set(n, TEST_SEED, data_dir=data_dir)
 
 
-def evaluate_file(path: str, data_dir: str | None, test_size: int, batch_size: int, device: str) -> dict:
-    """The report of a saved model on the test set: preset, overrides, params, test set, sequences
-    and the metrics; ConvertError, ValueError or DataNotFoundError (one line) when it cannot be made."""
+def evaluate_file(path: str, data_dir: str | None, test_size: int, batch_size: int, device: str,
+                  amp: str = "auto", memory_format: str = "auto") -> dict:
+    """The report of a saved model on the test set: preset, overrides, params, precision, test set,
+    sequences and the metrics; ConvertError, ValueError or DataNotFoundError (one line) when it
+    cannot be made."""
+    import torch
+
+    from simvp_core.config import TrainConfig
     from simvp_core.convert import load_model
+    from simvp_core.execution import choose
     from simvp_core.models import count_params
     from simvp_core.trainer import resolve_device
 
@@ -71,9 +85,13 @@ def evaluate_file(path: str, data_dir: str | None, test_size: int, batch_size: i
         raise ValueError(f"--test-size and --batch-size must be >= 1, got {test_size} and {batch_size}")
     model, preset, overrides = load_model(path)
     where = resolve_device(device)
+    execution = choose(TrainConfig(device=device, amp=amp, memory_format=memory_format), where)
+    if execution.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     seqs, source = test_sequences(test_size, data_dir)
-    metrics = evaluate_model(model.to(where), seqs, batch_size, where)
-    return {"preset": preset, "overrides": overrides, "params": count_params(model), "test_set": source,
+    metrics = evaluate_model(model.to(where), seqs, batch_size, where, execution.amp_dtype)
+    return {"preset": preset, "overrides": overrides, "params": count_params(model),
+            "precision": execution.precision, "device": str(where), "test_set": source,
             "sequences": len(seqs), **metrics}
 
 
@@ -82,7 +100,8 @@ def describe(report: dict, label: str) -> str:
     changed = f", overrides {report['overrides']}" if report["overrides"] else ""
     return "\n".join([
         f"{label}: preset {report['preset']}{changed} ({report['params'] / 1e6:.3f}M params)",
-        f"test set ({report['sequences']} sequences): {report['test_set']}",
+        f"test set ({report['sequences']} sequences): {report['test_set']}; on {report['device']}, "
+        f"{report['precision']}",
         f"mse {report['mse']:.4f}  mae {report['mae']:.4f}  ssim {report['ssim']:.5f} (data range 2.0)  "
         f"psnr {report['psnr']:.3f}"])
 
@@ -96,12 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = argparse.Namespace(**apply_fp32(parser, vars(parser.parse_args(argv))))
     from simvp_core.convert import ConvertError
     from simvp_core.data import DataNotFoundError
 
     try:
-        report = evaluate_file(args.checkpoint, args.data_dir, args.test_size, args.batch_size, args.device)
+        report = evaluate_file(args.checkpoint, args.data_dir, args.test_size, args.batch_size, args.device,
+                               args.amp, args.memory_format)
     except (ConvertError, ValueError, DataNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

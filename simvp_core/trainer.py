@@ -23,6 +23,7 @@ from torch import Tensor
 from simvp_core import data
 from simvp_core.atomic import atomic_file, atomic_write
 from simvp_core.config import TrainConfig, fields_in
+from simvp_core.execution import choose as choose_execution
 from simvp_core.losses import total_loss
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import build_model, count_params
@@ -45,6 +46,7 @@ class CheckpointError(ValueError):
 _STATE_KEYS = frozenset({"version", "config", "epoch", "history", "model", "optimizer", "scheduler",
                          "rng_cpu"})
 _CHECKPOINT_FIX = "move it away and run without --resume to start anew"
+_RETIRED_EXECUTION_FIELDS = ("channels_last",)  # memory_format replaced it; older checkpoints hold it
 
 
 def _first_line(e: BaseException, limit: int = 64) -> str:
@@ -77,8 +79,9 @@ class Trainer:
                  test_digits: Tensor | None = None, data_dir: str | Path | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
-        self.amp_dtype = torch.bfloat16 if bf16 else None
+        self.execution = choose_execution(cfg, self.device)
+        self.amp_dtype = self.execution.amp_dtype
+        self.precision = self.execution.precision  # what runs, in words: every output shows it
         if train_digits is None:
             train_digits = data.load_mnist("train", data_dir)
         if test_digits is None and not data.has_standard_test_set(data_dir):
@@ -89,10 +92,11 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.preset, **cfg.model_overrides()).to(self.device)
-        if cfg.channels_last:
+        if self.execution.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.n_params = count_params(self.model)
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.forward = self.model  # evaluation runs eager: once per epoch, not worth a compile
+        self._loss = self._compiled_loss(self.execution.compile_mode)
 
         self.steps_per_epoch = max(1, cfg.train_size // cfg.batch_size)
         fused = self.device.type == "cuda"
@@ -115,7 +119,21 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _loss(self, seqs: Tensor) -> Tensor:
+    def _compiled_loss(self, mode: str | None) -> Callable[[Tensor], Tensor]:
+        """The step's forward + loss: eager, torch.compile'd (its backward too, via AOTAutograd), or
+        with mode 'reduce-overhead' also captured as CUDA graphs, replayed each step."""
+        if mode is None:
+            return self._eager_loss
+        compiled = torch.compile(self._eager_loss, mode=mode)
+        if mode != "reduce-overhead":
+            return compiled
+
+        def graphed(seqs: Tensor) -> Tensor:
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are consumed
+            return compiled(seqs)
+        return graphed
+
+    def _eager_loss(self, seqs: Tensor) -> Tensor:
         inputs, targets = data.split_frames(seqs)
         with self._autocast():
             preds = self.forward(inputs)
@@ -214,6 +232,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
+            **({"rng_cuda": torch.cuda.get_rng_state_all()} if self.device.type == "cuda" else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -222,7 +241,12 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_cpu"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if self.device.type == "cuda" and "rng_cuda" in state:  # absent: written on a CPU, or before
+            # it was kept; every epoch reseeds every device anyway, so it is not needed to resume
+            states = [s.cpu() for s in state["rng_cuda"]][:torch.cuda.device_count()]
+            for index, rng in enumerate(states):
+                torch.cuda.set_rng_state(rng, index)
         self.epoch = int(state["epoch"])
         self.history = json.loads(state["history"])
 
@@ -236,7 +260,9 @@ class Trainer:
         that is unreadable (truncated, corrupt), not a checkpoint of this trainer, or written for a
         different config or model; the file is only read, and nothing is restored then."""
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            # to the CPU first, whatever device wrote it: load_state_dict moves weights and optimizer
+            # state to this run's device, and the RNG states must stay CPU tensors
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:  # garbage, or a pickle holding more than tensors
             raise CheckpointError(f"{path}: not a torch checkpoint file (corrupt, or not written by "
                                   f"torch.save with plain tensors); {_CHECKPOINT_FIX}") from e
@@ -256,9 +282,11 @@ class Trainer:
         if state["version"] != CHECKPOINT_VERSION:
             raise CheckpointError(f"checkpoint format version {state['version']!r}, this trainer reads "
                                   f"{CHECKPOINT_VERSION}; {_CHECKPOINT_FIX}")
-        try:
-            saved = TrainConfig.from_dict(state["config"])
-        except (ValueError, TypeError) as e:
+        try:  # its execution settings may differ (or be an older version's): this run's count
+            values = {k: v for k, v in state["config"].items() if k not in _RETIRED_EXECUTION_FIELDS}
+            now = {k: getattr(self.cfg, k) for k in fields_in("execution")}
+            saved = TrainConfig.from_dict({**values, **now})
+        except (ValueError, TypeError, AttributeError) as e:
             raise CheckpointError(f"its config is not valid here ({_first_line(e)}); "
                                   f"{_CHECKPOINT_FIX}") from e
         if _learning_fields(saved) != _learning_fields(self.cfg):
@@ -321,8 +349,8 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
     if resume:
         trainer.load_checkpoint(ckpt)
         log(f"resumed from {ckpt} after epoch {trainer.epoch}")
-    log(f"{cfg.preset}: {trainer.n_params / 1e6:.3f}M parameters on {trainer.device}; "
-        f"test set: {trainer.test_set_source}")
+    log(f"{cfg.preset}: {trainer.n_params / 1e6:.3f}M parameters on {trainer.device}, "
+        f"{trainer.precision}; test set: {trainer.test_set_source}")
 
     def checkpoint_and_log(end: EpochEnd) -> None:
         if end.restored:  # checkpointed when it was trained
@@ -342,6 +370,7 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
         "test_set": trainer.test_set_source,
         "val": {k[4:]: v for k, v in trainer.history[-1].items() if k.startswith("val_")},
         "params": trainer.n_params,
+        "precision": trainer.precision,
         "epochs": trainer.epoch,
         "seconds": sum(r["epoch_seconds"] for r in trainer.history) + test_seconds,
         "config": cfg.to_dict(),

@@ -5,6 +5,8 @@ real_mnist_dir: the real MNIST files, from $SIMVP_DATA_DIR, else ../shared/data 
 suite as a fresh machine does (unset SIMVP_DATA_DIR too). mnist_dir: that folder, else the literal
 "sample" (the bundled sample), so the end-to-end, trainer and CLI tests run everywhere.
 
+Tests marked `cuda` skip, with the reason, where torch sees no CUDA GPU.
+
 Every test runs with SIMVP_MNIST_MIRRORS and SIMVP_MMNIST_TEST_URL pointing at a loopback port
 nobody listens on: an automatic fetch fails at once instead of downloading; tests that fetch point
 them at their own local server.
@@ -18,11 +20,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from simvp_core import data
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `cuda` run where torch sees a CUDA GPU and skip, saying why, elsewhere."""
+    if item.get_closest_marker("cuda") and not torch.cuda.is_available():
+        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        pytest.skip(f"no CUDA GPU visible: torch.cuda.is_available() is False (torch {torch.__version__}, "
+                    f"{build})")
 
 
 def _dead_port() -> int:

@@ -66,6 +66,7 @@ def trial_row(trial: Trial, spec: SearchSpec, run_dir: Path) -> dict[str, Any]:
            for m in METRICS},
         **{f"test_{m}": _float(last.get(f"test_{m}")) if completed else math.nan for m in METRICS},
         "test_set": str(last.get("test_set", "")),
+        "precision": str(last.get("precision", "")),  # what ran: bf16 or fp32, memory format, compile
         "n_params": int(last["n_params"]) if "n_params" in last else None,
         "seconds": seconds + (_float(last.get("test_seconds")) if completed else 0.0),
         "ended": _float(last.get("timestamp")),  # Tune's time of the last result: the end order

@@ -22,7 +22,7 @@ STATUSES = ("completed", "stopped", "errored", "diverged")
 TRIAL_COLUMNS = ("trial_id", "status", "status_detail", "epochs_run")
 OUTCOME_COLUMNS = (
     "searched", "config_key", "repeat", *(f"val_{m}" for m in METRICS),
-    *(best_column(f"val_{m}") for m in METRICS), *(f"test_{m}" for m in METRICS), "test_set",
+    *(best_column(f"val_{m}") for m in METRICS), *(f"test_{m}" for m in METRICS), "test_set", "precision",
     "n_params", "seconds", "ended", "node_id", "retries", "history", "mlflow_run_id",
 )
 # what every results.parquet has held, whatever version of the platform wrote it

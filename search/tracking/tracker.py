@@ -230,7 +230,8 @@ class Tracker:
         final["wall_seconds"] = final.pop("seconds", 0.0)
         self._log_metrics(run_id, final, step=int(row["epochs_run"]))
         tags = {"status": row["status"], "status_detail": str(row["status_detail"])[:4000],
-                "node_id": str(row["node_id"]), "config_key": row["config_key"]}
+                "node_id": str(row["node_id"]), "config_key": row["config_key"],
+                "precision": str(row["precision"])}
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.log_dict(run_id, {"trial_id": row["trial_id"], "config": _row_config(row),
                                       "searched": json.loads(row["searched"])},

@@ -2,7 +2,8 @@
 
 No timing is asserted (the numbers depend on the machine and its load). The platform-overhead
 table starts Ray and is left out of the run (skip), but its space file and timer are tested; the
-concurrency table is GPU only in the command, so its function is run here on the CPU.
+concurrency table is GPU only in the command; its function runs on the CPU in the GPU check's
+rehearsal (test_gpu_check.py).
 """
 
 import json
@@ -16,11 +17,12 @@ import yaml
 from benchmarks import run as bench
 from benchmarks.overhead import TINY_TRAINING, overhead_space, time_command
 from benchmarks.replay import BUDGET, METHODS
-from benchmarks.training import Budget, concurrency_table
+from benchmarks.training import Budget
 from simvp_core.config import TrainConfig
+from simvp_core.execution import choose
 
 TINY_MODEL = {"c_s": 4, "c_t": 8, "n_t": 2}
-SIZES = bench.Sizes(presets=["simvpv2", "poolformer"], paths=["plain", "fast", "fast+bf16"],
+SIZES = bench.Sizes(presets=["simvpv2", "poolformer"], paths=["plain", "default", "default+fp32"],
                     budget=Budget(1, 2), augment_kinds=["none", "crop+flip"], data_batches=2,
                     eval_n=4, eval_batch=4, windows=2, replay_seeds=2, isolate=False,
                     batch_size=4)
@@ -54,19 +56,27 @@ def test_training_table_has_a_row_per_preset_and_positive_ratios(result):
         for path in SIZES.paths:
             assert positive(row[f"{path} seq/s"]), path
             assert len(row["windows"][path]) == SIZES.budget.windows
-        for path in ("fast", "fast+bf16"):
+        for path in ("default", "default+fp32"):
             assert positive(row[f"{path}/plain"])
             rounds = [w / b for w, b in zip(row["windows"][path], row["windows"]["plain"])]
             assert min(rounds) <= row[f"{path}/plain"] <= max(rounds)
         assert row["plain peak MiB"] is None  # measured in one process: no memory per path
-        assert positive(row["GMACs/seq"]) and positive(row["fast TFLOP/s"])
-        assert "fast % of peak" not in row  # CPU: no peak FLOP/s to compare with
+        assert positive(row["GMACs/seq"]) and positive(row["default TFLOP/s"])
+        assert "default % of peak" not in row  # CPU: no peak FLOP/s to compare with
+        # what each path ran, as its trainer said it
+        assert row["precision"]["plain"] == row["precision"]["default+fp32"] == "fp32, contiguous"
+        assert row["precision"]["default"] == choose(TrainConfig(), torch.device("cpu")).precision
+
+
+def test_the_training_note_says_what_each_path_ran(result):
+    note = result[0]["tables"]["training"]["note"]
+    assert "plain = fp32, contiguous; default = " in note
 
 
 def test_data_table_compares_generation_with_the_trainers_consumption(result):
     res = result[0]
     rows = res["tables"]["data"]["rows"]
-    consumed = {r["preset"]: r["fast seq/s"] for r in res["tables"]["training"]["rows"]}
+    consumed = {r["preset"]: r["default seq/s"] for r in res["tables"]["training"]["rows"]}
     assert [(r["augment"], r["preset"]) for r in rows] == [
         (k, p) for k in SIZES.augment_kinds for p in SIZES.presets]
     for row in rows:
@@ -93,14 +103,6 @@ def test_search_table_replays_the_recorded_curves_for_every_method(result):
     for row in table["rows"]:
         assert 0 < row["spent"] <= BUDGET
         assert row["reached 2.0%"].endswith(f"/{SIZES.replay_seeds}")
-
-
-def test_concurrency_table_on_cpu_reports_each_count_relative_to_one_trial():
-    rows = concurrency_table("simvpv2", "cpu", [1, 2], batch_size=2, budget=Budget(1, 1),
-                             data_dir="sample", overrides=TINY_MODEL, log=lambda _: None)
-    assert [r["trials"] for r in rows] == [1, 2]
-    assert rows[0]["aggregate/1 trial"] == 1.0
-    assert all(positive(r["aggregate seq/s"]) and positive(r["per-trial seq/s"]) for r in rows)
 
 
 def test_overhead_space_is_a_valid_one_trial_grid_of_the_same_training(tmp_path):

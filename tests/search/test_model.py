@@ -17,7 +17,7 @@ from PIL import Image
 from search import model as cli
 from search.report import animation
 from simvp_core import evaluate
-from simvp_core.config import TrainConfig
+from simvp_core.config import FP32, TrainConfig
 from simvp_core.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def test_predict_writes_a_gif_of_input_target_and_prediction_per_sequence(store,
         gif.seek(animation.FRAMES - 1)
         last = np.asarray(gif.convert("L"))
     assert last.std() > 0
-    trainer = Trainer(TrainConfig(**TINY), data_dir="sample")
+    trainer = Trainer(TrainConfig(**{**TINY, **FP32}), data_dir="sample")  # the GIF's predictions are float32
     trainer.load_checkpoint(store["checkpoint"])
     inputs, targets, preds = trainer.predict(2)
     top, cell = animation.LABEL_PIXELS + animation.GAP, 64 * animation.SCALE

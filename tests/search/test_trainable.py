@@ -53,7 +53,7 @@ def finished(make, tmp_path_factory: pytest.TempPathFactory) -> tuple[Recorder, 
     return report, last
 
 
-def test_each_epoch_is_reported_with_a_checkpoint_the_last_with_test_metrics(finished) -> None:
+def test_each_epoch_is_reported_with_a_checkpoint_the_last_with_test_metrics(finished, make) -> None:
     report, folder = finished
     (first, first_files), (last, last_files) = report.calls
     assert (first["epoch"], last["epoch"]) == (1, 2)
@@ -62,6 +62,7 @@ def test_each_epoch_is_reported_with_a_checkpoint_the_last_with_test_metrics(fin
     assert not {f"test_{m}" for m in METRICS} & set(first) and first["node_id"] == "n1"
     assert {f"test_{m}" for m in METRICS} <= set(last) and last["test_seconds"] > 0
     assert last["n_params"] > 0 and last["test_set"]
+    assert first["precision"] == last["precision"] == make().precision  # reaches Tune's results
     history = json.loads((folder / runfolder.HISTORY_FILE).read_text())
     assert [r["epoch"] for r in history] == [1, 2]
     with np.load(folder / runfolder.PREDICTIONS_FILE) as npz:

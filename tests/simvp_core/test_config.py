@@ -4,11 +4,12 @@ everything else (CLI, resumable fields, smoke caps, plan) derived from those dec
 import math
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from simvp_core.config import FIELD_TYPES, GROUPS, ConfigError, TrainConfig, choices, declared, fields_in, takes
+from simvp_core.config import FIELD_TYPES, FP32, GROUPS, ConfigError, TrainConfig, choices, declared, fields_in, takes
 from simvp_core.presets import ACTIVATIONS, PRESET_NAMES, TRANSLATORS
-from simvp_core.train import build_parser
+from simvp_core.train import apply_fp32, build_parser
 
 
 def test_defaults_are_the_papers_settings():
@@ -45,8 +46,19 @@ def test_from_dict_rejects_unknown_keys_and_wrong_types():
         TrainConfig.from_dict({"batchsize": 16})
     with pytest.raises(ValueError, match=r"epochs must be an integer .*, got 'ten' \(str\)"):
         TrainConfig.from_dict({"epochs": "ten"})
-    with pytest.raises(ValueError, match="channels_last must be true or false, got 1"):
-        TrainConfig.from_dict({"channels_last": 1})
+    with pytest.raises(ValueError, match=r"compile must be one of eager, default, graphs, got True \(bool\)"):
+        TrainConfig.from_dict({"compile": True})
+
+
+def test_yaml_off_read_as_false_is_the_choice_off_where_a_field_has_it():
+    values = yaml.safe_load("amp: off\nmemory_format: contiguous\ncompile: eager")
+    assert values["amp"] is False  # YAML 1.1, as yaml.safe_load reads it
+    cfg = TrainConfig.from_dict(values)
+    assert (cfg.amp, cfg.memory_format, cfg.compile) == ("off", "contiguous", "eager")
+    with pytest.raises(ValueError, match="amp must be one of auto, bf16, off, got True"):
+        TrainConfig.from_dict({"amp": True})  # on: which of auto and bf16 is unclear
+    with pytest.raises(ValueError, match="memory_format must be one of .*, got False"):
+        TrainConfig.from_dict({"memory_format": False})  # no choice 'off' there
 
 
 def test_from_dict_coerces_integral_numbers_but_not_fractions():
@@ -89,7 +101,7 @@ def test_every_field_declares_its_group_help_and_bounds():
 
 
 def test_the_execution_group_is_what_a_resume_may_change():
-    assert fields_in("execution") == ("device", "eval_batch_size", "amp", "channels_last", "compile",
+    assert fields_in("execution") == ("device", "eval_batch_size", "amp", "memory_format", "compile",
                                       "sync_every")
     assert fields_in("learning")[:4] == ("epochs", "batch_size", "lr", "weight_decay")
 
@@ -107,6 +119,29 @@ def test_the_cli_has_one_flag_per_field_typed_from_its_declaration():
     assert set(flags) == set(FIELD_TYPES)
     assert flags["act"].choices == ACTIVATIONS and flags["epochs"].type is int
     assert "Adam weight decay (L2 penalty)" in flags["weight_decay"].help
-    args = vars(parser.parse_args(["--weight-decay", "1e-4", "--no-compile", "--channels-last"]))
+    args = vars(parser.parse_args(["--weight-decay", "1e-4", "--compile", "default", "--memory-format",
+                                   "channels_last"]))
     cfg = TrainConfig(**{k: v for k, v in args.items() if k in FIELD_TYPES})
-    assert (cfg.weight_decay, cfg.compile, cfg.channels_last) == (1e-4, False, True)
+    assert (cfg.weight_decay, cfg.compile, cfg.memory_format) == (1e-4, "default", "channels_last")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--fp32"], FP32),
+    (["--fp32", "--amp", "off"], FP32),  # the same value twice: no conflict
+    (["--fp32", "--compile", "default"], {**FP32, "compile": "default"}),  # not one of --fp32's settings
+    ([], {"amp": "auto", "memory_format": "auto"}),
+])
+def test_fp32_is_one_flag_for_the_settings_config_declares(argv, expected):
+    parser = build_parser()
+    args = apply_fp32(parser, vars(parser.parse_args(argv)))
+    assert "fp32" not in args and {k: args[k] for k in expected} == expected
+    assert FP32 == {"amp": "off", "memory_format": "contiguous"}
+
+
+def test_fp32_with_a_contradicting_flag_is_one_line_exit_2(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit_:
+        apply_fp32(parser, vars(parser.parse_args(["--fp32", "--amp", "bf16"])))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "--fp32 sets --amp off; drop --amp bf16 or --fp32" in err

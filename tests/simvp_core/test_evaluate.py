@@ -28,12 +28,12 @@ def test_a_converted_openstl_checkpoint_evaluates_through_the_cli_as_the_origina
     assert convert.main(["from-openstl", str(tmp_path / "openstl.ckpt"), str(tmp_path / "ours.pt")]) == 0
 
     result = subprocess.run([sys.executable, "-m", "simvp_core.evaluate", "--checkpoint", str(tmp_path / "ours.pt"),
-                             "--data-dir", "sample", "--test-size", "2", "--device", "cpu", "--json"],
+                             "--data-dir", "sample", "--test-size", "2", "--device", "cpu", "--fp32", "--json"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["preset"], report["overrides"], report["sequences"]) == ("tau", TINY, 2)
-    assert "bundled sample" in report["test_set"]
+    assert "bundled sample" in report["test_set"] and report["precision"] == "fp32, contiguous"
     seqs, _ = load_test_set(2, TEST_SEED, data_dir="sample")
     expected = evaluate.evaluate_model(model, seqs, 2, torch.device("cpu"))
     assert {k: report[k] for k in expected} == pytest.approx(expected, rel=1e-6)
@@ -49,7 +49,16 @@ def test_a_trainer_checkpoint_evaluates_to_the_trainers_own_test_metrics(tmp_pat
     report = json.loads(capsys.readouterr().out)
     expected = trainer.evaluate("test")
     assert {k: report[k] for k in expected} == pytest.approx(expected, rel=1e-6)
-    assert report["params"] == trainer.n_params
+    assert report["params"] == trainer.n_params and report["precision"] == trainer.precision
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here: --device cuda is valid")
+def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path, capsys):
+    convert.save_model_file(tmp_path / "m.pt", "simvpv2", TINY, build_model("simvpv2", **TINY).state_dict())
+    assert evaluate.main(["--checkpoint", str(tmp_path / "m.pt"), "--data-dir", "sample",
+                          "--device", "cuda"]) == 2
+    assert capsys.readouterr().err == ("error: device 'cuda' requested but no CUDA GPU is visible; use "
+                                       "--device cpu or auto\n")
 
 
 @pytest.mark.parametrize("make,fragment", [

@@ -64,6 +64,24 @@ def test_bad_flags_exit_2_with_a_clear_message(tmp_path, mnist_dir, args, fragme
     assert not (tmp_path / "x" / "metrics.json").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here: --device cuda is valid")
+def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path, mnist_dir):
+    proc = run(*TINY, "--epochs", "1", "--out", str(tmp_path / "x"), "--data-dir", str(mnist_dir),
+               "--device", "cuda", check_rc=2)
+    assert proc.stderr == "error: device 'cuda' requested but no CUDA GPU is visible; use --device cpu or auto\n"
+    assert not (tmp_path / "x").exists()  # refused before anything is written
+
+
+def test_the_start_line_and_metrics_say_which_precision_ran(tmp_path, mnist_dir):
+    out = tmp_path / "fp32"
+    proc = run(*TINY, "--epochs", "1", "--train-size", "8", "--fp32", "--out", str(out), "--data-dir",
+               str(mnist_dir), check_rc=0)
+    assert "parameters on cpu, fp32, contiguous; test set:" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["precision"] == "fp32, contiguous"
+    assert (metrics["config"]["amp"], metrics["config"]["memory_format"]) == ("off", "contiguous")
+
+
 def test_a_missing_data_folder_is_fetched_and_offline_says_how_to_fix_it(tmp_path):
     # conftest points the mirrors at a dead local port: the fetch fails, and the trainer never
     # falls back to the bundled sample

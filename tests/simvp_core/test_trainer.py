@@ -174,3 +174,47 @@ def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line_naming_it(digits,
     assert fresh.epoch == 0 and fresh.history == []  # nothing restored from any of them
     assert all(torch.equal(v, weights[k]) for k, v in fresh.model.state_dict().items())
     assert {name: (tmp_path / name).read_bytes() for name in files} == before
+
+
+def save_as_written_on_cuda(state: dict, path) -> None:
+    """torch.save `state` with the model's and optimizer's storages tagged 'cuda:0', as a CUDA run
+    writes them (its RNG states stay CPU tensors, as on a GPU); torch then refuses the file on a
+    machine without CUDA unless map_location moves it."""
+    on_gpu = {t.untyped_storage().data_ptr() for t in state["model"].values()}
+    on_gpu |= {t.untyped_storage().data_ptr() for s in state["optimizer"]["state"].values()
+               for t in s.values()}
+    entry = (0, lambda storage: "cuda:0" if storage.data_ptr() in on_gpu else None,
+             lambda obj, location: None)
+    torch.serialization.register_package(*entry)
+    try:
+        torch.save(state, path)
+    finally:
+        torch.serialization._package_registry.remove(entry)
+
+
+def test_a_checkpoint_written_on_cuda_resumes_on_a_cpu(digits, tmp_path):
+    trainer = make(digits)
+    trainer.train_epoch()
+    state = {**trainer.state_dict(), "rng_cuda": [torch.zeros(16, dtype=torch.uint8)]}  # a GPU's RNG
+    save_as_written_on_cuda(state, tmp_path / "cuda.pt")
+    if not torch.cuda.is_available():  # the file really is a CUDA one: torch will not load it as it is
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "cuda.pt", weights_only=True)
+    resumed = make(digits)
+    resumed.load_checkpoint(tmp_path / "cuda.pt")
+    assert resumed.epoch == 1 and next(resumed.model.parameters()).device.type == "cpu"
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    resumed.train_epoch()  # the optimizer state came along to the CPU too
+
+
+def test_a_checkpoint_of_an_older_version_with_other_execution_settings_resumes(digits, tmp_path):
+    trainer = make(digits)
+    trainer.train_epoch()
+    state = trainer.state_dict()
+    config = {k: v for k, v in state["config"].items() if k != "memory_format"}
+    old = {**state, "config": {**config, "channels_last": True, "compile": True, "amp": "bf16"}}
+    torch.save(old, tmp_path / "old.pt")  # before memory_format: channels_last and compile were bools
+    resumed = make(digits)
+    resumed.load_checkpoint(tmp_path / "old.pt")
+    assert resumed.epoch == 1 and resumed.cfg == trainer.cfg  # this run's execution settings count

@@ -39,6 +39,7 @@ def trial(trial_id: str, status: str = "completed", *, test: tuple | None = None
         "val_mse": val_mse, "val_mae": val_mse * 2, "val_ssim": 0.9, "val_psnr": 20.0,
         "best_val_mse": val_mse, "test_mse": mse, "test_mae": mae, "test_ssim": ssim,
         "test_psnr": psnr, "test_set": "generated stand-in: 100 sequences (test)",
+        "precision": "fp32, contiguous",
         "n_params": 1_234_567, "seconds": 10.0 * epochs_run, "ended": math.nan, "node_id": "node-a",
         "retries": 0,
         "history": json.dumps(history), "mlflow_run_id": "",

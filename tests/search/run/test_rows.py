@@ -24,7 +24,7 @@ HISTORY = [{"epoch": 1, "val_mse": 60.0, "val_mae": 120.0, "val_ssim": 0.5, "val
             "seconds": 1.0, "epoch_seconds": 2.5}]
 FINAL = {"test_mse": 55.0, "test_mae": 115.0, "test_ssim": 0.55, "test_psnr": 15.5,
          "test_seconds": 0.5, "test_set": "generated stand-in", "n_params": 1234, "node_id": "n1",
-         "timestamp": 1796212800}
+         "timestamp": 1796212800, "precision": "bf16 autocast, contiguous (auto: H100 has native bf16)"}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,7 @@ def test_a_completed_trial_has_its_test_metrics_and_predictions(tmp_path: Path, 
     assert [row[f"best_val_{m}"] for m in ("mae", "ssim", "psnr")] == [110.0, 0.6, 16.0]
     assert row["seconds"] == pytest.approx(1.5 + 2.5 + 0.5)  # epoch wall times plus the test
     assert (row["n_params"], row["node_id"], row["test_set"]) == (1234, "n1", "generated stand-in")
+    assert row["precision"] == FINAL["precision"]  # what the trial ran, as it reported it
     assert row["ended"] == 1796212800  # Tune's timestamp of the last result: the trials' end order
     assert row["lr"] == 0.01 and row["epochs"] == 2 and row["repeat"] == 0
     assert json.loads(row["searched"]) == ["lr", "seed"] and row["config_key"] == '{"lr": 0.01}'

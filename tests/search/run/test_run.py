@@ -111,6 +111,7 @@ def check_rows_against_tune(df: pd.DataFrame, run_dir: Path, epochs: int, record
         assert row["val_mse"] == pytest.approx(last["val_mse"])
         assert row["best_val_mse"] == pytest.approx(min(r["val_mse"] for r in epoch_rows))
         assert row["n_params"] == last["n_params"] and row["node_id"] == last["node_id"]
+        assert row["precision"] == last["precision"] != ""
         for name, value in last["config"].items():
             if value is not None:
                 assert row[name] == pytest.approx(value)
@@ -178,6 +179,7 @@ def check_mlflow(uri: str, df: pd.DataFrame, run_dir: Path) -> None:
             assert child.data.params[name] == str(row[name])
         assert child.data.tags["status"] == row["status"]
         assert child.data.tags["status_detail"] == row["status_detail"]
+        assert child.data.tags["precision"] == row["precision"]
         history = json.loads(row["history"])
         logged = client.get_metric_history(child.info.run_id, "val_mse")
         steps = sorted((m.step, m.value) for m in logged)

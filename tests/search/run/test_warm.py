@@ -97,7 +97,8 @@ def test_the_dry_run_lists_the_seeds_and_the_searcher_tells_them_to_the_study(se
         (State.COMPLETE, {"lr": 0.004}, 42.0, {"warm_start": "first", "source_trial": "f4"}),
         (State.COMPLETE, {"lr": 0.0002}, 60.0, {"warm_start": str(searches["second"]), "source_trial": "s0"})]
     assert seeded[0].intermediate_values == {1: 60.0, 2: 50.0, 3: 40.0}
-    info = driver.experiment_info(dataclasses.replace(plan, data_dir="sample"), SimpleNamespace(parent_run_id=None, experiment_id=None))
+    tracker = SimpleNamespace(parent_run_id=None, experiment_id=None)
+    info = driver.experiment_info(dataclasses.replace(plan, data_dir="sample"), tracker)
     assert [(w["run"], w["seeded"], len(w["ignored"]), w["not_completed"]) for w in info["warm_start"]] == [
         ("first", 2, 3, 1), (str(searches["second"]), 1, 0, 0)]
 
