@@ -15,11 +15,12 @@ import sys
 import torch
 from torch import Tensor, nn
 
-from simvp_core import data
+from simvp_core import data, memory
+from simvp_core.config import TrainConfig, takes
 from simvp_core.convert import ConvertError, load_model
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import count_params
-from simvp_core.oneline import OneLineParser
+from simvp_core.oneline import OneLineParser, print_error
 from simvp_core.trainer import TEST_SEED, resolve_device
 
 EXIT_BAD_INPUT = 2
@@ -34,6 +35,17 @@ def evaluate_model(model: nn.Module, seqs: Tensor, batch_size: int, device: torc
         inputs, targets = data.split_frames(data.to_float(seqs[start:start + batch_size].to(device)))
         acc.update(model(inputs).float(), targets)
     return acc.compute()
+
+
+def check_sizes(test_size: int, batch_size: int) -> None:
+    """--test-size and --batch-size within the bounds TrainConfig declares for test_size and
+    eval_batch_size (the memory they take is checked once the model is known)."""
+    for flag, field, value in (("--test-size", "test_size", test_size),
+                               ("--batch-size", "eval_batch_size", batch_size)):
+        try:
+            TrainConfig().replace(**{field: value})
+        except ValueError:
+            raise ValueError(f"{flag} {value}: expected {takes(field)} (TrainConfig's {field})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,10 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     from simvp_core.fetch import ensure_mnist  # after parsing: --help stays fast
 
     try:
-        if args.test_size < 1 or args.batch_size < 1:
-            raise ValueError(f"--test-size and --batch-size must be >= 1, got {args.test_size} and "
-                             f"{args.batch_size}")
+        check_sizes(args.test_size, args.batch_size)
         model, preset, overrides = load_model(args.checkpoint)
+        memory.check(memory.evaluation(model.cfg, args.test_size, args.batch_size), "this evaluation")
         device = resolve_device(args.device)
         data_dir = args.data_dir
         if not data.has_standard_test_set(data_dir):
@@ -65,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         seqs, source = data.load_test_set(args.test_size, TEST_SEED, data_dir=data_dir)
         metrics = evaluate_model(model.to(device), seqs, args.batch_size, device)
     except (ConvertError, ValueError, data.DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return EXIT_BAD_INPUT
     report = {"checkpoint": args.checkpoint, "preset": preset, "overrides": overrides,
               "params": count_params(model), "test_set": source, "sequences": len(seqs), **metrics}

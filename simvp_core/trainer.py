@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from simvp_core import data
+from simvp_core import data, memory
 from simvp_core.atomic import atomic_file, atomic_write
 from simvp_core.config import TrainConfig, fields_in
+from simvp_core.files import FileError, make_folder, open_regular
 from simvp_core.losses import total_loss
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import build_model, count_params
@@ -65,6 +66,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_memory(cfg: TrainConfig, device: torch.device) -> None:
+    """memory.MemoryLimitError (one line naming the setting) when the training cannot fit: the
+    host's memory, and on a GPU the device's free memory for what lives there."""
+    estimate = memory.training(cfg)
+    gpu = device.type == "cuda"
+    memory.check(estimate, "this training", host_only=gpu)
+    if gpu:
+        free, _ = torch.cuda.mem_get_info(device)
+        on_device = estimate.total() - estimate.total(host_only=True)
+        if on_device > free:
+            raise memory.MemoryLimitError(
+                f"this training needs {memory.size(on_device)} on {device} ({estimate.describe(parts=2)}), "
+                f"but {memory.size(free)} is free there; lower {estimate.largest().lower or 'its sizes'}")
+
+
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     """A distinct, reproducible seed per (run seed, epoch, stream)."""
     return (seed * 1_000_003 + epoch * 7_919 + stream) % (2**63 - 1)
@@ -77,6 +93,7 @@ class Trainer:
                  test_digits: Tensor | None = None, data_dir: str | Path | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        check_memory(cfg, self.device)  # before anything of it is allocated
         bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.amp_dtype = torch.bfloat16 if bf16 else None
         if train_digits is None:
@@ -236,7 +253,10 @@ class Trainer:
         that is unreadable (truncated, corrupt), not a checkpoint of this trainer, or written for a
         different config or model; the file is only read, and nothing is restored then."""
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            with open_regular(path, "checkpoint") as f:  # a FIFO or device: refused, not waited on
+                state = torch.load(f, map_location=self.device, weights_only=True)
+        except FileError as e:
+            raise CheckpointError(f"{e}; {_CHECKPOINT_FIX}") from e
         except pickle.UnpicklingError as e:  # garbage, or a pickle holding more than tensors
             raise CheckpointError(f"{path}: not a torch checkpoint file (corrupt, or not written by "
                                   f"torch.save with plain tensors); {_CHECKPOINT_FIX}") from e
@@ -269,10 +289,34 @@ class Trainer:
         mine = self.model.state_dict()
         model = state["model"]
         if (not isinstance(model, dict) or model.keys() != mine.keys()
-                or any(getattr(v, "shape", None) != mine[k].shape for k, v in model.items())):
+                or any(not isinstance(v, Tensor) or v.shape != mine[k].shape for k, v in model.items())):
             raise CheckpointError(f"its model weights do not fit this model ({self.cfg.preset}, "
                                   f"{self.n_params:,} parameters): written for a different model; "
                                   f"{_CHECKPOINT_FIX}")
+        odd = next((k for k, v in model.items() if v.is_complex() or v.dtype.is_floating_point
+                    != mine[k].dtype.is_floating_point), None)
+        if odd is not None:
+            raise CheckpointError(f"weight {_clip(odd, 60)} is {model[odd].dtype}, not {mine[odd].dtype} (complex "
+                                  f"weights would lose their imaginary part); {_CHECKPOINT_FIX}")
+        self._check_progress(state)
+
+    def _check_progress(self, state: dict) -> None:
+        """The epochs done (in [0, epochs]), the history of as many rows, and the optimizer's,
+        scheduler's and RNG's state of the types they restore from."""
+        epoch, epochs = state["epoch"], self.cfg.epochs
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= epochs:
+            raise CheckpointError(f"claims {_clip(repr(epoch), 40)} epochs done, expected an integer in "
+                                  f"[0, {epochs}]; {_CHECKPOINT_FIX}")
+        try:
+            history = json.loads(state["history"]) if isinstance(state["history"], str) else None
+        except (ValueError, RecursionError):
+            history = None
+        if not isinstance(history, list) or len(history) != epoch or not all(isinstance(r, dict) for r in history):
+            raise CheckpointError(f"its history is not {epoch} epoch rows (corrupt); {_CHECKPOINT_FIX}")
+        rng = state["rng_cpu"]
+        if not (isinstance(state["optimizer"], dict) and {"state", "param_groups"} <= state["optimizer"].keys()
+                and isinstance(state["scheduler"], dict) and isinstance(rng, Tensor) and rng.dtype == torch.uint8):
+            raise CheckpointError(f"its optimizer, scheduler or RNG state is malformed; {_CHECKPOINT_FIX}")
 
     # -- the epoch loop ----------------------------------------------------------------------
 
@@ -316,7 +360,8 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
                               "another --out")
     if resume and not ckpt.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}; run without --resume to start")
-    out.mkdir(parents=True, exist_ok=True)
+    check_memory(cfg, resolve_device(cfg.device))  # a refused run leaves no folder behind
+    make_folder(out)
     trainer = Trainer(cfg, data_dir=data_dir)
     if resume:
         trainer.load_checkpoint(ckpt)

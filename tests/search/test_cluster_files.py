@@ -139,7 +139,7 @@ def test_cli_exits_2_on_a_broken_file(tmp_path: Path) -> None:
     result = run_cli(AWS_FILE, broken)
     assert result.returncode == 2
     assert f"OK {AWS_FILE}" in result.stdout
-    assert f"ERROR {broken}" in result.stdout
+    assert f"ERROR {broken}" in result.stderr and "ERROR" not in result.stdout
 
 
 def test_security_group_opens_only_ssh_to_a_limited_range() -> None:
