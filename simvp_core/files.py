@@ -47,6 +47,11 @@ class FileError(OSError, ValueError):
         super().__init__(message)
         self.errno = code
 
+    @property
+    def problem(self) -> str:
+        """The message without its fix: for callers that know a better one."""
+        return str(self).split("; ")[0]
+
 
 def kind_of_node(mode: int) -> str | None:
     """What a stat mode is when it is not a regular file ('a FIFO (named pipe)', ...); None if it is."""

@@ -9,6 +9,7 @@ same way. The grid is Tune's BasicVariantGenerator over the grid points.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 import search
 import simvp_core
 from search import runfolder, tracking
-from search.run import cluster, finish, local_ray, progress, resume, watchdog
+from search.run import cluster, connect, finish, local_ray, progress, resume, watchdog
 from search.run.interrupts import Interrupts
 from search.run.plan import Plan, UsageError, check_storage
 from search.run.searchers import ResumableOptunaSearch, SeedRepeater
@@ -37,8 +38,11 @@ from search.space import SearchSpec, optuna_space
 from search.tracking.tune_callback import TrialLogger, register
 from search.trainable import train_trial
 from simvp_core import data
+from simvp_core.files import FileError
+from simvp_core.oneline import print_error
 
 REPO = Path(__file__).resolve().parents[2]
+JOIN_TIMEOUT_S = 120  # ray.init: a local start takes about 10 s, a join (and its package upload) less than a minute
 METRIC_COLUMNS = ("epoch", "loss", "val_mse", "val_ssim", "test_mse")
 
 
@@ -54,15 +58,23 @@ def run_search(plan: Plan, trainable: Callable[..., None] = train_trial) -> int:
         try:
             session.open(plan)
             fit(plan, session, trainable, stop)
-        except (UsageError, lock.LockHeld) as e:  # refused before anything was written
-            print(f"error: {e}", file=sys.stderr)
+        except (UsageError, lock.LockHeld, FileError) as e:  # refused, or a write failed: what was there is kept
+            session.abandon(plan)
+            print_error(e)
             return 2
         except KeyboardInterrupt:
             stop.signal = stop.signal or signal.SIGINT
+        except BaseException:
+            session.abandon(plan)  # no MLflow run left RUNNING, experiment.json as it was
+            raise
         finally:
             if started_ray:
                 ray.shutdown()
-        return conclude(plan, session, start, stop.signal)
+        try:
+            return conclude(plan, session, start, stop.signal)
+        except FileError as e:  # the disk filled or went read-only while the results were written
+            print_error(f"{e}; the trials' checkpoints are kept: continue with --resume once it is fixed")
+            return 128 + stop.signal if stop.signal else 2
 
 
 @dataclass
@@ -84,6 +96,17 @@ class Session:
         self.tracker = start_tracking(plan)
         self.info = experiment_info(plan, self.tracker)
         runfolder.write_experiment(plan.run_dir, self.info)
+
+    def abandon(self, plan: Plan) -> None:
+        """A session that failed before its fit ended: its MLflow parent run ended (not left RUNNING)
+        and a resumed search's experiment.json put back as it was (best effort: the failure that
+        brought us here is what gets reported)."""
+        if self.tracker is not None and self.info is not None:
+            with contextlib.suppress(Exception):
+                self.tracker.finish_search({}, status="FINISHED" if plan.previous.get("finished") else "KILLED")
+        if self.info is not None and plan.previous:
+            with contextlib.suppress(Exception):
+                runfolder.write_experiment(plan.run_dir, dict(plan.previous))
 
     def __enter__(self) -> Session:
         return self
@@ -151,9 +174,14 @@ def start_ray(address: str | None) -> bool:
     if address:
         # ship the two packages so workers on other nodes can import the trainable
         modules = [str(Path(m.__file__).parent) for m in (search, simvp_core)]
-        ray.init(address=address, runtime_env={"py_modules": modules})
+        with connect.bounded(f"joining the Ray cluster at {address}", JOIN_TIMEOUT_S,
+                             f"--address {address}: the Ray cluster did not take this driver within "
+                             f"{JOIN_TIMEOUT_S} s; check it with ray status on its head"):
+            ray.init(address=address, runtime_env={"py_modules": modules})
     else:
-        local_ray.init()  # loopback only, token authentication as Ray sets it
+        with connect.bounded("starting Ray", JOIN_TIMEOUT_S, f"Ray did not start within {JOIN_TIMEOUT_S} s; "
+                             "see /tmp/ray/session_latest/logs"):
+            local_ray.init()  # loopback only, token authentication as Ray sets it
     return True
 
 

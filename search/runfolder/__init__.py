@@ -111,8 +111,7 @@ def read_experiment(run_dir: Path) -> dict[str, Any]:
 
 def _refused(e: FileError, fix: str) -> RunFolderError:
     """A file of the run folder that cannot be read (a FIFO, a folder, too big) and the run folder's fix."""
-    what = str(e).split("; ")[0]
-    return RunFolderError(f"{what}; {fix}" if fix else what)
+    return RunFolderError(f"{e.problem}; {fix}" if fix else e.problem)
 
 
 def _field_problem(key: str, value: Any) -> str | None:

@@ -89,7 +89,8 @@ def read(run_dir: Path, tries: int = 10) -> dict[str, Any] | None:
         except FileError as e:
             if e.errno == errno.ENOENT:
                 return None  # released meanwhile
-            raise LockHeld(f"{e}; if no search of this name runs, remove it: rm -r {short_path(path)}") from None
+            raise LockHeld(f"{e.problem}; if no search of this name runs, remove it: "
+                           f"rm -r {short_path(path)}") from None
         try:
             info = json.loads(text)
             if isinstance(info, dict):

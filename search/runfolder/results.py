@@ -77,7 +77,7 @@ def read(run_dir: Path) -> pd.DataFrame:
         with open_regular(file, RESULTS_FILE) as f:  # a FIFO or a folder is refused, not waited on
             df = pd.read_parquet(f)
     except FileError as e:
-        raise RunFolderError(f"{str(e).split('; ')[0]}; {fix}") from None
+        raise RunFolderError(f"{e.problem}; {fix}") from None
     except (OSError, ValueError, RecursionError, pa.ArrowException) as e:
         reason = " ".join(str(e).split())[:100]
         raise RunFolderError(f"{short_path(file)} cannot be read ({type(e).__name__}: {reason}); {fix}") from e

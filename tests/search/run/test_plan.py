@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,32 @@ def run(*argv: Any) -> int:
     return main([str(a) for a in argv])
 
 
-def test_every_shipped_space_passes_dry_run_on_a_cluster_and_as_smoke_here(tmp_path: Path,
+@pytest.fixture
+def listening() -> Iterator[str]:
+    """host:port of a server that answers as a gRPC server does (an HTTP/2 SETTINGS frame), as a
+    Ray cluster's head: what the plan's probe of --address asks of it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = s.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        threading.Thread(target=serve, daemon=True).start()
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_every_shipped_space_passes_dry_run_on_a_cluster_and_as_smoke_here(tmp_path: Path, listening: str,
                                                                             capsys) -> None:
     assert SHIPPED_SPACES, "no space files in spaces/"
     storage = tmp_path / "runs"
     for path in SHIPPED_SPACES:  # in-process: the command line itself is covered below
-        for extra in (("--address", "cluster:6379"), ("--smoke",)):
+        for extra in (("--address", listening), ("--smoke",)):
             assert run(path, "--dry-run", "--storage", storage, *extra) == 0, capsys.readouterr().err
             out = capsys.readouterr().out
             assert str(path) in out and out.rstrip().endswith("dry run: nothing started")
@@ -93,14 +116,14 @@ def test_help_and_the_dry_run_import_neither_ray_nor_torch(tmp_path: Path, write
         assert out.stdout.splitlines()[-1] == "heavy: []", argv
 
 
-def test_a_plan_holds_every_resolved_option(tmp_path: Path, write_space, monkeypatch) -> None:
+def test_a_plan_holds_every_resolved_option(tmp_path: Path, write_space, monkeypatch, listening: str) -> None:
     space = write_space(tmp_path, "opts", {"lr": {"uniform": [0.001, 0.01]}},
                         {"algorithm": "random", "num_samples": 2, "seed": 5})
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    monkeypatch.setenv("RAY_ADDRESS", listening)
     plan = make_plan([str(space), "--storage", "s3://bucket/prefix", "--max-concurrent", "3",
                       "--reports-dir", "out", "--dry-run"])
-    assert (plan.name, plan.storage, plan.address) == ("opts", "s3://bucket/prefix", "head:6379")
+    assert (plan.name, plan.storage, plan.address) == ("opts", "s3://bucket/prefix", listening)
     assert plan.run_dir == tmp_path / "runs" / "opts"
     assert plan.tune_storage == "s3://bucket/prefix/opts" and plan.tune_path.endswith("/opts/tune")
     assert plan.tracking_uri == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
