@@ -18,6 +18,7 @@ from search import runfolder
 from search.space.schema import VALUE_KINDS
 from simvp_core import memory
 from simvp_core.config import ConfigError, fields_in
+from simvp_core.files import read_bytes
 from simvp_core.oneline import printable, short_path
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ RAY_PORT = 6379  # `ray start --head`'s default GCS port, what an address withou
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 HTTP2_SETTINGS = 4
 CHECKPOINT_EXTRA = 4 * 2**20  # a trial checkpoint's history, predictions and Tune's files
+RESULTS_ROOM = 2 * 2**20  # results.parquet, experiment.json and Tune's state at the end
+TUNER_FILE, MAX_TUNER_BYTES = "tuner.pkl", 2**28  # Tune's pickled Tuner (a few kB), read back on --resume
 # the settings a trial's memory depends on (simvp_core.memory.training)
 MEMORY_FIELDS = (*fields_in("model"), "batch_size", "eval_batch_size", "val_size", "test_size", "device")
 
@@ -192,10 +195,23 @@ def check_memory(spec: SearchSpec, at_once: int) -> str:
             f"{memory.size(room)} {source}")
 
 
+def checkpoint_bytes(spec: SearchSpec) -> int:
+    """About what one trial's checkpoint takes on disk: its model and Adam's state (16 bytes a
+    parameter), its history and predictions, Tune's files."""
+    return int(max(16 * memory.parameters(_model(c)) for c in trial_configs(spec)) + CHECKPOINT_EXTRA)
+
+
+def disk_need(spec: SearchSpec, at_once: int) -> int:
+    """The free space a search needs at any moment: the next checkpoint of each trial running at
+    once, and room for its results (what search.run.disk_guard keeps free while it runs)."""
+    return at_once * checkpoint_bytes(spec) + RESULTS_ROOM
+
+
 def check_disk(storage_root: Path, spec: SearchSpec, at_once: int) -> str:
-    """Refuse a storage folder whose disk cannot take the first checkpoint of each trial running at
-    once (Tune keeps one per trial); returns the plan's line about disk."""
-    per_trial = max(16 * memory.parameters(_model(c)) for c in trial_configs(spec)) + CHECKPOINT_EXTRA
+    """Refuse a storage folder whose disk cannot take disk_need (Tune keeps a checkpoint per trial);
+    returns the plan's line about disk. While the search runs, search.run.disk_guard stops it
+    before the disk fills."""
+    per_trial = checkpoint_bytes(spec)
     existing = Path(storage_root).absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -203,11 +219,11 @@ def check_disk(storage_root: Path, spec: SearchSpec, at_once: int) -> str:
         stats = os.statvfs(existing)
     except OSError:
         return "disk: free space unknown"
-    free, need = stats.f_bavail * stats.f_frsize, at_once * per_trial
+    free, need = stats.f_bavail * stats.f_frsize, disk_need(spec, at_once)
     if free < need:
         raise PreflightError(f"--storage {short_path(storage_root)}: {memory.size(free)} free on its disk, but "
-                             f"{at_once} trial(s) at once write about {memory.size(need)} of checkpoints; free some "
-                             "space or pass another --storage")
+                             f"{at_once} trial(s) at once need about {memory.size(need)} for checkpoints and results; "
+                             "free some space or pass another --storage")
     total = spec.total_trials() * per_trial
     return (f"disk: about {memory.size(per_trial)} per trial checkpoint ({memory.size(total)} for all "
             f"{spec.total_trials()}), {memory.size(free)} free")
@@ -234,13 +250,16 @@ def check_resumable(run_dir: Path, tune_path: str, previous: dict[str, Any], spe
     except runfolder.RunFolderError as e:
         raise PreflightError(f"--resume: {e}") from None
     try:
-        from ray import tune
+        from ray import cloudpickle, tune
 
         tune.ExperimentAnalysis(tune_path, default_metric=spec.metric, default_mode=spec.mode)
+        tuner = Path(tune_path) / TUNER_FILE
+        if "://" not in tune_path and tuner.exists():  # what Tuner.restore unpickles first
+            cloudpickle.loads(read_bytes(tuner, MAX_TUNER_BYTES, TUNER_FILE))
     except Exception as e:  # Tune raises many kinds on a damaged experiment state
         raise PreflightError(f"--resume: Tune's state in {short_path(tune_path)} cannot be read "
                              f"({type(e).__name__}); it is corrupt: start the search anew (--name NEW)") from None
 
 
-__all__ = ["PreflightError", "check_address", "check_tracking_uri", "check_memory", "check_disk",
+__all__ = ["PreflightError", "check_address", "check_tracking_uri", "check_memory", "check_disk", "disk_need",
            "check_resumable", "trial_configs", "trial_memory"]
