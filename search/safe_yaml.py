@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from simvp_core.files import FileError, read_bytes
 
@@ -85,9 +88,22 @@ class _Refused(Exception):
         self.what, self.expected, self.mark = what, expected, mark
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors, aliases, deep nesting, long integers, duplicate and
-    non-string keys, and reads 1e-3 as a float (YAML 1.2)."""
+if yaml.__with_libyaml__:  # libyaml's scanner and parser (C, about 3x faster), our composer and constructor
+    from yaml._yaml import CParser
+
+    class _Base(Composer, CParser, SafeConstructor, Resolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+else:  # pragma: no cover (wheels of PyYAML ship libyaml)
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):
+    """A safe loader (plain data only) that refuses anchors, aliases, deep nesting, long integers,
+    duplicate and non-string keys, and reads 1e-3 as a float (YAML 1.2)."""
 
     aliases = False
 
@@ -119,8 +135,9 @@ class _Loader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str):
-                raise _Refused(f"key {_brief(key)} is a {type(key).__name__}", "string keys (quote it)",
-                               key_node.start_mark)
+                shown = f"a {type(key).__name__} as a key" if isinstance(key, (list, dict)) else (
+                    f"key {_brief(key)} is a {type(key).__name__}")
+                raise _Refused(shown, "string keys (quote it)", key_node.start_mark)
             if isinstance(key, Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_brief(key)}",
                                                         key_node.start_mark)

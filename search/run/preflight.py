@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,9 +135,18 @@ def check_tracking_uri(uri: str) -> None:
         existing = folder.absolute()
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
+        if not existing.is_dir() or not _writable(existing):
             raise PreflightError(f"--tracking-uri {_quoted(uri)}: {short_path(existing)} is not a writable folder "
                                  f"for the database; {fix}")
+
+
+def _writable(folder: Path) -> bool:
+    """A real try (os.access says yes to root on read-only and special file systems such as /proc)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".simvp-write-check-", dir=folder))
+    except OSError:
+        return False
+    return True
 
 
 # -- memory and disk -----------------------------------------------------------------------------
