@@ -11,6 +11,7 @@ may be the user's own copy, so the error names both sums and leaves deleting it 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import os
@@ -190,6 +191,7 @@ def _download_from(url: str, dest: Path, md5: str, timeout: float, stream: IO[st
         length = response.headers.get("Content-Length", "")
         total = int(length) if length.isdigit() else None
         make_folder(dest.parent)
+        _check_room(dest, total)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
         progress = _Progress(dest.name, url, total, stream)
         try:
@@ -219,6 +221,16 @@ def _download_from(url: str, dest: Path, md5: str, timeout: float, stream: IO[st
                 raise write_error(dest, e) from e
             raise
         progress.done(got)
+
+
+def _check_room(dest: Path, total: int | None) -> None:
+    """A download whose announced size does not fit on dest's disk is refused before a byte is written."""
+    try:
+        stats = os.statvfs(dest.parent)
+    except OSError:
+        return
+    if total is not None and stats.f_bavail * stats.f_frsize < total:
+        raise write_error(dest, OSError(errno.ENOSPC, "no space left"))
 
 
 def _reason(e: BaseException) -> str:

@@ -177,16 +177,18 @@ def _cgroup_room() -> tuple[int | None, str]:
 
 
 def check(estimate: Estimate, what: str, host_only: bool = False, times: int = 1, fix: str = "") -> None:
-    """MemoryLimitError (one line: the estimate, what is available, the setting to lower) when
-    `times` runs of `estimate` at once do not fit in the available memory."""
+    """MemoryLimitError (one line: the estimate and its largest part, what is available, the setting
+    to lower) when `times` runs of `estimate` at once do not fit in the available memory."""
     room, source = available()
-    if estimate.total(host_only) * times <= room:
+    each = estimate.total(host_only)
+    if each * times <= room:
         return
     part = estimate.largest(host_only)
-    at_once = f"{times} at once, each " if times > 1 else ""
+    needs = (f"{times} at once need about {size(each * times)} (each {size(each)}" if times > 1 else
+             f"needs about {size(each)} (")
     raise MemoryLimitError(
-        f"{what} needs {at_once}{estimate.describe(host_only, parts=2)}, but {size(room)} is {source}; "
-        f"lower {part.lower or 'its sizes'}{fix} (or state the memory it may use with ${ENV_LIMIT})")
+        f"{what} {needs}{'; ' if times > 1 else ''}{part.setting}: {size(part.bytes)} {part.what}), but "
+        f"{size(room)} is {source}; lower {part.lower or 'its sizes'}{fix} (or set ${ENV_LIMIT} to what it may use)")
 
 
 def fits(estimate: Estimate, host_only: bool = False) -> int:

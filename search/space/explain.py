@@ -52,6 +52,7 @@ def explain(spec: SearchSpec) -> str:
 
 
 def _show_param(p: Param) -> str:
-    if p.kind in VALUE_KINDS:
-        return f"{p.kind} {list(p.values)}"
+    if p.kind in VALUE_KINDS:  # a long list: its start and its length (a line stays readable)
+        shown = str(list(p.values))
+        return f"{p.kind} {shown}" if len(shown) <= 100 else f"{p.kind} {shown[:90]}, ...] ({len(p.values):,} values)"
     return f"{p.kind} [{p.low}, {p.high}]" + (f" step {p.step}" if p.step is not None else "")
