@@ -1,5 +1,5 @@
 """One hardening case of benchmarks.redteam, run as a fresh subprocess and measured: its exit
-code, stderr lines, longest line, peak RSS of its process tree, wall time, whether anything already
+code, stderr lines, longest line, peak memory (PSS) of its process tree, wall time, whether anything already
 written changed; judged against the rules every refusal keeps, and tabled."""
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ class Row:
     longest: int = 0  # the longest line on stdout or stderr
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    """RSS of proc and all its descendants, bytes (processes that end meanwhile count 0)."""
+def tree_rss(proc: psutil.Process, pss: bool = True) -> int:
+    """Memory of proc and all its descendants, bytes (processes that end meanwhile count 0): each
+    one's PSS (its private pages, and its share of the pages it shares: a search's Ray processes
+    share most of torch's), RSS where PSS cannot be read or `pss` is False."""
     total = 0
     try:
         members = [proc, *proc.children(recursive=True)]
@@ -74,10 +76,17 @@ def tree_rss(proc: psutil.Process) -> int:
         return 0
     for p in members:
         try:
-            total += p.memory_info().rss
+            total += _pss(p) if pss else p.memory_info().rss
         except psutil.Error:
             pass
     return total
+
+
+def _pss(p: psutil.Process) -> int:
+    try:
+        return p.memory_full_info().pss
+    except (psutil.AccessDenied, AttributeError):
+        return p.memory_info().rss
 
 
 def folder_hash(path: Path) -> str:
@@ -189,7 +198,7 @@ def cell(text: str) -> str:
 
 def table(rows: list[Row]) -> str:
     """The markdown table of the rows."""
-    head = ("| case | exit | stderr lines | longest line, stdout or stderr (chars) | peak RSS (MB) | time (s) | "
+    head = ("| case | exit | stderr lines | longest line, stdout or stderr (chars) | peak PSS (MB) | time (s) | "
             "files kept | message (first 100 chars) | result |\n"
             "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
     kept = {None: "-", True: "yes", False: "NO"}

@@ -26,7 +26,8 @@ CONFIGS = [
     ("tiny", {"c_s": 4, "c_t": 8, "n_t": 1, "batch_size": 4, "val_size": 4, "test_size": 4}),
     ("simvpv2, batch 4", {"batch_size": 4, "val_size": 16, "test_size": 16}),
     ("simvpv2, batch 16", {"batch_size": 16, "val_size": 16, "test_size": 16}),
-    ("simvpv2, val 20,000 and test 10,000", {"batch_size": 4, "val_size": 20_000, "test_size": 10_000}),
+    ("tiny, val 10,000 and test 2,000", {"c_s": 4, "c_t": 8, "n_t": 1, "batch_size": 4, "val_size": 10_000,
+                                         "test_size": 2_000}),
     ("incepu, batch 8", {"preset": "incepu", "batch_size": 8, "val_size": 16, "test_size": 16}),
     ("tau c_t 512, batch 4", {"preset": "tau", "c_t": 512, "batch_size": 4, "val_size": 16, "test_size": 16}),
 ]
@@ -38,7 +39,7 @@ def peak_mb(argv: list[str], cwd: Path) -> tuple[float, int]:
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
     watched, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
-        peak = max(peak, tree_rss(watched))
+        peak = max(peak, tree_rss(watched, pss=False))
         time.sleep(0.05)
     return peak / 1e6, proc.wait()
 

@@ -1,10 +1,12 @@
 """Issue 15's hardening cases (and issue 23's, benchmarks.redteam2), each run as a fresh subprocess
 in a temp dir and measured (benchmarks.measure): exit code, stderr lines (library warnings count),
-the longest line on stdout or stderr, peak RSS of the process tree, wall time, and whether anything
-already written changed. `python -m benchmarks.redteam [--data-dir DIR] [--issue 15|23|all] [--out FILE]`.
+the longest line on stdout or stderr, peak memory (PSS) of the process tree, wall time, and whether
+anything already written changed.
+`python -m benchmarks.redteam [--data-dir DIR] [--issue 15|23|all] [--out FILE]`.
 
-Peak memory: every 50 ms, the RSS of the process and all its descendants (psutil
-`children(recursive=True)`), summed; the largest sum is the peak. Signals go to the driver's pid
+Peak memory: every 50 ms, the PSS (RSS with shared pages split among their sharers; RSS where PSS
+cannot be read) of the process and all its descendants (psutil `children(recursive=True)`),
+summed; the largest sum is the peak. Signals go to the driver's pid
 (as `kill -INT PID`), and once to its whole process group (as Ctrl-C in a terminal); whatever of the
 process group is left after a case is killed. Nothing is written into the checkout: every case runs
 in the temp dir, with its storage and reports there.

@@ -4,7 +4,7 @@ class: `c1 memory`, `c2 overwrite`, `c3 hang`, `c4 quadratic`, `c5 cluster alias
 
 What they stand on is made by `prepare` in the red team's temp folder: finished searches (a grid
 and a random search with its optuna.db), a finished training, model files (good and damaged), FIFOs,
-big space files, and, where this process may mount (root), a full 64 kB tmpfs, a 10 MB tmpfs the
+big space files, and, where this process may mount (root), a full 64 kB tmpfs, an 8 MB tmpfs the
 search fills, and a read-only bind mount (unmounted at exit). A gRPC-looking server that never
 answers Ray, and a silent TCP listener, run in this process while the cases do.
 """
@@ -129,7 +129,7 @@ def prepare(tmp: Path, data: Path, env: dict[str, str]) -> dict[str, Any]:
     p["grpc"] = _serve(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
     p["silent"] = _serve(None)
     p["full"] = _mounted(root / "full", "-t", "tmpfs", "-o", "size=64k", "tmpfs")
-    p["fills"] = _mounted(root / "fills", "-t", "tmpfs", "-o", "size=10m", "tmpfs")
+    p["fills"] = _mounted(root / "fills", "-t", "tmpfs", "-o", "size=8m", "tmpfs")
     (root / "ro_source").mkdir()
     ro = _mounted(root / "ro", "--bind", str(root / "ro_source"))
     p["ro"] = ro if ro and _mount("-o", "remount,bind,ro", str(ro)) else None
@@ -370,7 +370,7 @@ def _disk_cases(root: Path, p: dict[str, Any], s: Callable, train: list[str], co
                      env={"SIMVP_MNIST_MIRRORS": f"file://{d}/MNIST/raw/"}, must_say="no space left on the device")]
     if p["fills"]:
         fill = space(root / "fill.yaml", "fill", {"epochs": 3}, {"lr": {"grid": [0.001, 0.002, 0.003, 0.004]}})
-        out.append(Case("c7 disk: a search fills its 10 MB disk", s(fill, "--max-concurrent", "1",
+        out.append(Case("c7 disk: a search fills its 8 MB disk", s(fill, "--max-concurrent", "1",
                                                                      storage=p["fills"] / "runs"),
                         refusal=False, must_say=CONTINUE, once=False, timeout=240))
     if p["ro"]:

@@ -10,7 +10,9 @@ n_t 2/8, n_s 2 and mlp_ratio 4 (23 runs). Per training sequence the rise is, in 
 `9.0 * T * c_s * sum(h_i^2)` (encoder and decoder: every block's feature maps, h_i the size after
 block i) `+ 4.4 * n_t * h_s^2 * c_t * (1 + mlp_ratio)` (translator blocks at the latent size h_s)
 `+ 14 * h_s^2 * T * c_s` (the translator's input and output); a least-squares fit, within 15 % of
-every measured run. An evaluation batch (no gradients) peaks at a quarter of that (measured 0.18-0.25).
+every measured run. An evaluation batch (no gradients) peaks at a quarter of that (measured 0.18-0.25);
+the two add up in a run's peak (the allocator keeps the pages a training step freed, measured by
+benchmarks.memory: simvpv2 at batch 4 with an evaluation batch of 16 peaks 0.9 GB over the tiny model).
 Parameters count 16 bytes in training (weights, gradients, Adam's two moments), 4 in evaluation,
 their number from the same sizes (within a factor 1.5 of count_params for every translator).
 Fixed sets are uint8 (81,920 bytes a sequence) and held twice while built (torch.cat of chunks).
@@ -124,14 +126,13 @@ def training(cfg: TrainConfig) -> Estimate:
     act = 4 * activation_floats(model)
     train_batch = cfg.batch_size * (act + INDEX_BYTES + 5 * SEQUENCE_BYTES)  # + uint8 and float frames
     eval_batch = cfg.eval_batch_size * (EVAL_SHARE * act + 5 * SEQUENCE_BYTES)
-    batch = (Part("of activations", f"batch_size {cfg.batch_size:,}", int(train_batch), "batch_size", gpu)
-             if train_batch >= eval_batch else
-             Part("of activations", f"eval_batch_size {cfg.eval_batch_size:,}", int(eval_batch),
-                  "eval_batch_size", gpu))
     return Estimate((Part("Python and torch", "", PROCESS_BYTES), Part("MNIST digits", "", MNIST_BYTES),
                      _model(model, 16, "of parameters, gradients and Adam", gpu),
                      _fixed_set("validation set", "val_size", cfg.val_size, gpu),
-                     _fixed_set("test set", "test_size", cfg.test_size), batch))
+                     _fixed_set("test set", "test_size", cfg.test_size),
+                     Part("of activations", f"batch_size {cfg.batch_size:,}", int(train_batch), "batch_size", gpu),
+                     Part("of evaluation activations", f"eval_batch_size {cfg.eval_batch_size:,}", int(eval_batch),
+                          "eval_batch_size", gpu)))
 
 
 def evaluation(model: ModelConfig, test_size: int, batch_size: int) -> Estimate:
@@ -176,19 +177,21 @@ def _cgroup_room() -> tuple[int | None, str]:
     return None, ""
 
 
-def check(estimate: Estimate, what: str, host_only: bool = False, times: int = 1, fix: str = "") -> None:
+def check(estimate: Estimate, what: str, host_only: bool = False, times: int = 1, fix: str = "",
+          many: str = "runs") -> None:
     """MemoryLimitError (one line: the estimate and its largest part, what is available, the setting
-    to lower) when `times` runs of `estimate` at once do not fit in the available memory."""
+    to lower) when `times` runs of `estimate` (`many`: what they are, e.g. trials) at once do not fit
+    in the available memory."""
     room, source = available()
     each = estimate.total(host_only)
     if each * times <= room:
         return
     part = estimate.largest(host_only)
-    needs = (f"{times} at once need about {size(each * times)} (each {size(each)}" if times > 1 else
-             f"needs about {size(each)} (")
+    needs = (f"{times} {many} at once need about {size(each * times)} (each {size(each)}; " if times > 1 else
+             f"{what} needs about {size(each)} (")
     raise MemoryLimitError(
-        f"{what} {needs}{'; ' if times > 1 else ''}{part.setting}: {size(part.bytes)} {part.what}), but "
-        f"{size(room)} is {source}; lower {part.lower or 'its sizes'}{fix} (or set ${ENV_LIMIT} to what it may use)")
+        f"{needs}{part.setting}: {size(part.bytes)} {part.what}), but {size(room)} is {source}; lower "
+        f"{part.lower or 'its sizes'}{fix} (or set ${ENV_LIMIT} to what it may use)")
 
 
 def fits(estimate: Estimate, host_only: bool = False) -> int:

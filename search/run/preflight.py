@@ -196,7 +196,7 @@ def check_memory(spec: SearchSpec, at_once: int) -> str:
     fit = memory.fits(estimate, host_only=gpu)
     fix = f", or pass --max-concurrent {fit}" if 1 <= fit < at_once else ""
     try:
-        memory.check(estimate, "each trial", host_only=gpu, times=at_once, fix=fix)
+        memory.check(estimate, "each trial", host_only=gpu, times=at_once, fix=fix, many="trials")
     except memory.MemoryLimitError as e:
         raise PreflightError(f"{short_path(spec.path)}: {e}") from None
     room, source = memory.available()

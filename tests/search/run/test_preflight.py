@@ -61,7 +61,8 @@ def test_trials_that_do_not_fit_in_memory_are_refused_naming_the_setting(tmp_pat
     line = preflight.check_memory(small, at_once=2)
     assert line.startswith("memory: about ") and "2 at once" in line
     monkeypatch.setenv(memory.ENV_LIMIT, str(int(preflight.trial_memory(small).total() * 1.5) // 2**20))
-    with pytest.raises(preflight.PreflightError, match="2 at once, each about .* or pass --max-concurrent 1"):
+    with pytest.raises(preflight.PreflightError,
+                       match=r"2 trials at once need about .* \(each .*, or pass --max-concurrent 1"):
         preflight.check_memory(small, at_once=2)
     sampled = load_space(write_space(tmp_path, "sampled", {"mlp_ratio": {"uniform": [1.0, 60.0]}},
                                      {"algorithm": "random", "num_samples": 2}))
