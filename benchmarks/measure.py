@@ -1,5 +1,5 @@
 """One hardening case of benchmarks.redteam, run as a fresh subprocess and measured: its exit
-code, stderr lines, longest line, peak RSS of its process tree, wall time, whether anything already
+code, stderr lines, longest line, peak memory (PSS) of its process tree, wall time, whether anything already
 written changed; judged against the rules every refusal keeps, and tabled."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from simvp_core.oneline import printable
 
 try:
     import psutil
@@ -24,6 +27,7 @@ except ImportError:  # ray ships its own copy in ray/thirdparty_files
 
 _COUNTER = itertools.count()
 MAX_LINE, MAX_RSS_MB, MAX_REFUSAL_S = 300, 2048, 20.0
+CONTROL = re.compile("[\\x00-\\x08\\x0b-\\x1f\\x7f]")  # what no name, path or description may print raw
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Case:
     group: bool = False  # the signal goes to the whole process group, as Ctrl-C in a terminal sends it
     absent: list[Path] = field(default_factory=list)  # must not exist after (a refusal writes nothing)
     env: dict[str, str] = field(default_factory=dict)  # over the common environment
+    clean: list[Path] = field(default_factory=list)  # files (and the output) free of raw control characters
 
 
 @dataclass
@@ -57,10 +62,13 @@ class Row:
     message: str = ""  # the line that says what happened
     kept: bool | None = None  # whether the files there before (guard, keep) are all unchanged
     fails: list[str] = field(default_factory=list)
+    longest: int = 0  # the longest line on stdout or stderr
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    """RSS of proc and all its descendants, bytes (processes that end meanwhile count 0)."""
+def tree_rss(proc: psutil.Process, pss: bool = True) -> int:
+    """Memory of proc and all its descendants, bytes (processes that end meanwhile count 0): each
+    one's PSS (its private pages, and its share of the pages it shares: a search's Ray processes
+    share most of torch's), RSS where PSS cannot be read or `pss` is False."""
     total = 0
     try:
         members = [proc, *proc.children(recursive=True)]
@@ -68,10 +76,17 @@ def tree_rss(proc: psutil.Process) -> int:
         return 0
     for p in members:
         try:
-            total += p.memory_info().rss
+            total += _pss(p) if pss else p.memory_info().rss
         except psutil.Error:
             pass
     return total
+
+
+def _pss(p: psutil.Process) -> int:
+    try:
+        return p.memory_full_info().pss
+    except (psutil.AccessDenied, AttributeError):
+        return p.memory_info().rss
 
 
 def folder_hash(path: Path) -> str:
@@ -121,7 +136,8 @@ def measure(case: Case, cwd: Path, env: dict[str, str]) -> list[Row]:
     text = out.read_text(errors="replace") + stderr
     said = [ln for ln in text.splitlines() if case.must_say and case.must_say in ln]
     row = Row(case.name, None if timed_out else rc, lines, peak / 2**20, end - start,
-              None if sent is None else end - sent, message=(said or lines or [""])[0 if case.refusal else -1])
+              None if sent is None else end - sent, message=(said or lines or [""])[0 if case.refusal else -1],
+              longest=max(map(len, text.splitlines()), default=0))
     row.fails = judge(case, row, text, before)
     lost = [f for f in kept if not f.exists()]
     if lost:
@@ -151,10 +167,15 @@ def judge(case: Case, row: Row, text: str, before: list[str]) -> list[str]:
     if case.refusal:
         if len(row.lines) != 1:
             fails.append(f"{len(row.lines)} stderr lines, expected 1")
-        if row.lines and max(map(len, row.lines)) > MAX_LINE:
-            fails.append(f"a line over {MAX_LINE} chars")
         if row.seconds > MAX_REFUSAL_S:
             fails.append(f"refused after {row.seconds:.1f} s > {MAX_REFUSAL_S:.0f} s")
+    if row.longest > MAX_LINE:  # every row, refusal or not, stdout and stderr alike
+        fails.append(f"a line of {row.longest} chars (over {MAX_LINE})")
+    raw = [str(p) for p in case.clean if p.is_file() and CONTROL.search(p.read_text(errors="replace"))]
+    if case.clean and CONTROL.search(text):
+        raw.append("its output")
+    if raw:
+        fails.append("raw control characters in " + ", ".join(raw))
     if row.signal_s is not None and row.signal_s > MAX_REFUSAL_S:
         fails.append(f"exited {row.signal_s:.1f} s after the signal > {MAX_REFUSAL_S:.0f} s")
     if case.signal_when and row.signal_s is None:
@@ -172,16 +193,17 @@ def judge(case: Case, row: Row, text: str, before: list[str]) -> list[str]:
 
 def cell(text: str) -> str:
     """text as one markdown table cell."""
-    return text.replace("|", "\\|").replace("`", "'")
+    return printable(text).replace("|", "\\|").replace("`", "'")
 
 
 def table(rows: list[Row]) -> str:
     """The markdown table of the rows."""
-    head = ("| case | exit | stderr lines | longest line (chars) | peak RSS (MB) | time (s) | files kept | "
-            "message (first 100 chars) | result |\n| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
+    head = ("| case | exit | stderr lines | longest line, stdout or stderr (chars) | peak PSS (MB) | time (s) | "
+            "files kept | message (first 100 chars) | result |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
     kept = {None: "-", True: "yes", False: "NO"}
     body = [f"| {cell(r.case)} | {'killed' if r.rc is None else r.rc} | {len(r.lines)} | "
-            f"{max(map(len, r.lines), default=0)} | {r.peak_mb:.0f} | {r.seconds:.1f}"
+            f"{r.longest} | {r.peak_mb:.0f} | {r.seconds:.1f}"
             f"{'' if r.signal_s is None else f' ({r.signal_s:.1f} after the signal)'} | {kept[r.kept]} | "
             f"{cell(r.message[:100])} | {'FAIL: ' + cell('; '.join(r.fails)) if r.fails else 'pass'} |"
             for r in rows]

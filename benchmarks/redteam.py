@@ -1,10 +1,12 @@
-"""Issue 15's hardening cases, each run as a fresh subprocess in a temp dir and measured
-(benchmarks.measure): exit code, stderr lines (library warnings count), longest line, peak RSS of
-the process tree, wall time, and whether anything already written changed.
-`python -m benchmarks.redteam [--data-dir DIR] [--out FILE]`.
+"""Issue 15's hardening cases (and issue 23's, benchmarks.redteam2), each run as a fresh subprocess
+in a temp dir and measured (benchmarks.measure): exit code, stderr lines (library warnings count),
+the longest line on stdout or stderr, peak memory (PSS) of the process tree, wall time, and whether
+anything already written changed.
+`python -m benchmarks.redteam [--data-dir DIR] [--issue 15|23|all] [--out FILE]`.
 
-Peak memory: every 50 ms, the RSS of the process and all its descendants (psutil
-`children(recursive=True)`), summed; the largest sum is the peak. Signals go to the driver's pid
+Peak memory: every 50 ms, the PSS (RSS with shared pages split among their sharers; RSS where PSS
+cannot be read) of the process and all its descendants (psutil `children(recursive=True)`),
+summed; the largest sum is the peak. Signals go to the driver's pid
 (as `kill -INT PID`), and once to its whole process group (as Ctrl-C in a terminal); whatever of the
 process group is left after a case is killed. Nothing is written into the checkout: every case runs
 in the temp dir, with its storage and reports there.
@@ -27,6 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import redteam2
 from benchmarks.machine import cpu_model
 from benchmarks.measure import Case, Row, failures, measure, table
 
@@ -232,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=os.environ.get("SIMVP_DATA_DIR") or REPO.parent / "shared/data",
                         help="a folder holding the real MNIST/raw (default: $SIMVP_DATA_DIR, else ../shared/data)")
     parser.add_argument("--only", help="run only the cases whose name matches this regular expression")
+    parser.add_argument("--issue", choices=("15", "23", "all"), default="all",
+                        help="the cases of issue 15 (and its corpus), of issue 23 (benchmarks.redteam2), or all")
     parser.add_argument("--out", type=Path, help="also write the table (and the failures) to this file")
     args = parser.parse_args(argv)
     load, start = os.getloadavg()[0], time.perf_counter()
@@ -242,14 +247,22 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(name)
         data = args.data_dir.resolve()
         p = paths(tmp)
-        todo = [c for c in corpus_cases(tmp) + cases(tmp, data, p) if not args.only or re.search(args.only, c.name)]
+
+        def chosen(case: Case) -> bool:
+            return not args.only or re.search(args.only, case.name) is not None
+        todo = [c for c in corpus_cases(tmp) + cases(tmp, data, p) if chosen(c)] if args.issue != "23" else []
         if any(not c.name.startswith("corpus/") for c in todo):
             prepare(p, data, env)
-        for case in todo:
-            for row in measure(case, tmp, env):
-                rows.append(row)
-                print(f"{row.case}: {'FAIL' if row.fails else 'pass'} ({row.seconds:.1f} s)",
-                      file=sys.stderr, flush=True)
+        if args.issue != "15":
+            todo += [c for c in redteam2.cases(tmp, data, redteam2.prepare(tmp, data, env)) if chosen(c)]
+        try:
+            for case in todo:
+                for row in measure(case, tmp, env):
+                    rows.append(row)
+                    print(f"{row.case}: {'FAIL' if row.fails else 'pass'} ({row.seconds:.1f} s)",
+                          file=sys.stderr, flush=True)
+        finally:
+            redteam2.unmount()
     text = (f"Measured {machine(load)}; the whole run took {time.perf_counter() - start:.0f} s.\n\n"
             f"{table(rows)}\n")
     if any(r.fails for r in rows):

@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from simvp_core.oneline import OneLineParser
+from search import safe_yaml
+from simvp_core.files import read_bytes
+from simvp_core.oneline import OneLineParser, print_error, short_path
+
+MAX_FILE_BYTES = 1_000_000  # a cluster file is a few kB, as a space file
 
 
 def _ray_message(error: Exception) -> str:
@@ -40,11 +43,7 @@ def validate_cluster_file(path: str | Path) -> dict[str, Any]:
     Raises ValueError naming the file and giving Ray's message, or the first unsafe value.
     """
     path = Path(path)
-    with path.open() as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from None
+    raw = _read(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a YAML mapping with cluster_name, provider, ...; "
                          f"got {type(raw).__name__}")
@@ -134,15 +133,25 @@ def unsafe_values(raw: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _read(path: Path) -> Any:
+    """The file's YAML through the platform's one safe reader (search.safe_yaml), as space files
+    are read (aliases allowed, up to a bounded expansion): deep nesting, huge files and FIFOs are
+    refused in one line."""
+    try:
+        return safe_yaml.load_file(path, MAX_FILE_BYTES, "cluster file", aliases=True)
+    except safe_yaml.YamlError as error:
+        raise ValueError(f"{short_path(path)}: {error}") from None
+
+
 def warnings(path: str | Path) -> list[str]:
     """What `ray up` would try but you probably did not mean: `# EDIT:` values still at the
     shipped example, SSH open to the whole internet. One line each, naming the file's line."""
-    text = Path(path).read_text()
+    text = read_bytes(path, MAX_FILE_BYTES, "cluster file").decode()
     found = [f"{path}:{number}: `{line.split('# EDIT:')[0].strip()}` is still the shipped "
              "example: set the value this line's `# EDIT:` asks for"
              for number, line in enumerate(text.splitlines(), 1)
              if "# EDIT:" in line and PLACEHOLDER.search(line.split("# EDIT:")[0])]
-    raw = yaml.safe_load(text)
+    raw = safe_yaml.loads(text, aliases=True)
     found += [f"{path}: {rule}; better only your own address (a /32)"
               for rule, ssh_only in _world_rules(raw if isinstance(raw, dict) else {}) if ssh_only]
     return found
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             validate_cluster_file(name)
         except (ValueError, OSError) as error:
-            print(f"ERROR {error}")
+            print_error(error, prefix="ERROR ")  # one line on stderr, whatever Ray's message
             status = 2
         else:
             print(f"OK {name}")

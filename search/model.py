@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from simvp_core.oneline import OneLineParser, short_path
+from simvp_core.oneline import OneLineParser, print_error, short_path
 
 PROG = "python -m search.model"
 DEFAULT_SEQUENCES = 4
@@ -135,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(run(args))
     except (ModelUriError, ConvertError, ValueError, DataNotFoundError) as e:
-        print(f"error: {' '.join(str(e).split())[:300]}", file=sys.stderr)
+        print_error(' '.join(str(e).split()))
         return EXIT_BAD_INPUT
     except OSError as e:  # the output cannot be written
-        print(f"error: {short_path(getattr(e, 'filename', '') or '')}: {e.strerror or e}", file=sys.stderr)
+        print_error(f"{short_path(getattr(e, 'filename', '') or '')}: {e.strerror or e}")
         return EXIT_BAD_INPUT
     return 0
 

@@ -20,13 +20,16 @@ import torch
 from torch import Tensor, nn
 
 from simvp_core.atomic import atomic_file
+from simvp_core.files import FileError, check_output, open_regular
 from simvp_core.models import SimVP, build_model
-from simvp_core.oneline import OneLineParser
+from simvp_core.oneline import OneLineParser, print_error
 from simvp_core.outputs import CHECKPOINT_FILE
 from simvp_core.presets import MODEL_FIELDS, PRESETS, ModelConfig
 from simvp_core.translators import Rules, count_blocks, registry, weight_shape
 
 FORMAT = "simvp-model/1"
+# the kinds of file the commands read and write (what an existing output must be to be replaced)
+MODEL_FILE, TRAINER_CHECKPOINT, OPENSTL_FILE = "a SimVP model file", "a trainer checkpoint", "an OpenSTL checkpoint"
 LIGHTNING_PREFIX = "model."
 EXIT_BAD_INPUT = 2
 
@@ -153,17 +156,22 @@ def preset_for(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
 
 
 def check_fits(model: nn.Module, state: dict[str, Tensor], source: str = OURS) -> None:
-    """ConvertError naming the keys of `state` (our names) missing, unknown to the model or misshapen,
-    each named as `source` names it."""
+    """ConvertError naming the keys of `state` (our names) missing, unknown to the model, misshapen,
+    not tensors or complex (whose imaginary part loading would drop), each named as `source` names it."""
     cfg = model.cfg
+    if not isinstance(state, dict):
+        raise ConvertError(f"its weights are a {type(state).__name__}, not a state dict (name -> tensor)")
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    shown = (lambda k: k) if source == OURS else (lambda k: rename(k, OURS) or k)
+    shown = (lambda k: str(k)[:80]) if source == OURS else (lambda k: rename(k, OURS) or str(k)[:80])
     missing = [shown(k) for k in expected if k not in state]
     unexpected = [shown(k) for k in state if k not in expected]
-    wrong = [f"{shown(k)} {list(state[k].shape)} (expected {list(expected[k])})" for k in state
-             if k in expected and tuple(state[k].shape) != expected[k]]
+    tensors = {k: v for k, v in state.items() if k in expected and isinstance(v, Tensor)}
+    wrong = [f"{shown(k)} {list(v.shape)} (expected {list(expected[k])})" for k, v in tensors.items()
+             if tuple(v.shape) != expected[k]]
     problems = [f"{what}: {_names(keys, 2)}" for what, keys in
-                (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+                (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong),
+                 ("not a tensor", [shown(k) for k in state if k in expected and k not in tensors]),
+                 ("complex, not real", [shown(k) for k, v in tensors.items() if v.is_complex()])) if keys]
     if problems:
         raise ConvertError(f"does not fit {cfg.translator} n_s={cfg.n_s} n_t={cfg.n_t} c_s={cfg.c_s} "
                            f"c_t={cfg.c_t}: " + "; ".join(problems))
@@ -171,11 +179,13 @@ def check_fits(model: nn.Module, state: dict[str, Tensor], source: str = OURS) -
 
 # -- files --------------------------------------------------------------------------------------
 
-def _load(path: str | Path) -> Any:
+def _load(path: str | Path, device: str = "cpu") -> Any:
+    """torch.load(weights_only=True) of a regular file (a FIFO or device is refused unopened)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConvertError(f"{path}: no such file") from None
+        with open_regular(path, "checkpoint") as f:
+            return torch.load(f, map_location=device, weights_only=True)
+    except FileError as e:
+        raise ConvertError(str(e)) from None
     except Exception as e:  # torch.load raises many kinds (UnpicklingError, RuntimeError, EOFError...)
         if "Unsupported global" in str(e):
             raise ConvertError(f"{path}: holds objects beyond tensors, which weights_only=True refuses; save "
@@ -187,34 +197,70 @@ def _load(path: str | Path) -> Any:
 def save_model_file(path: str | Path, preset: str, overrides: dict[str, Any], state: dict[str, Tensor]) -> None:
     """Our model file, written atomically: format, preset, overrides (plain values), state dict."""
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as f:
         torch.save({"format": FORMAT, "preset": preset, "overrides": plain, "model": state}, f)
 
 
-def load_model(path: str | Path) -> tuple[SimVP, str, dict[str, Any]]:
-    """(model with the weights loaded, preset, overrides) of our model file or a trainer checkpoint."""
-    obj = _load(path)
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        preset, overrides, state = obj["preset"], dict(obj["overrides"]), obj["model"]
-    elif isinstance(obj, dict) and {"config", "model", "version"} <= obj.keys():
-        from simvp_core.config import TrainConfig, fields_in  # a trainer checkpoint: its model fields
+def kind(obj: Any) -> str | None:
+    """Which of our kinds a loaded checkpoint is (MODEL_FILE, TRAINER_CHECKPOINT, OPENSTL_FILE), or None."""
+    if not isinstance(obj, dict):
+        return None
+    if obj.get("format") == FORMAT:
+        return MODEL_FILE
+    if {"config", "model", "version"} <= obj.keys():
+        return TRAINER_CHECKPOINT
+    return OPENSTL_FILE if any(str(k).startswith("hid.") for k in _openstl_state(obj)) else None
 
-        try:  # (its other fields may be an older version's: only the model's matter here)
-            cfg = TrainConfig.from_dict({k: v for k, v in obj["config"].items() if k in fields_in("model")})
-        except (ValueError, AttributeError) as e:
-            raise ConvertError(f"{path}: {e}") from None
-        preset, overrides, state = cfg.preset, cfg.model_overrides(), obj["model"]
-    elif isinstance(obj, dict) and any(k.startswith("hid.") for k in _openstl_state(obj)):
+
+def file_kind(path: str | Path) -> str | None:
+    """The kind of the checkpoint at path, read on the meta device (no memory for its tensors); None
+    for anything else (not a torch file, unreadable)."""
+    try:
+        return kind(_load(path, device="meta"))
+    except ConvertError:
+        return None
+
+
+def _model_of(obj: dict, path: str | Path) -> tuple[str, dict[str, Any], Any]:
+    """(preset, overrides, state dict) named by our model file or a trainer checkpoint, checked."""
+    if kind(obj) == MODEL_FILE:
+        preset, overrides = obj.get("preset"), obj.get("overrides")
+        if not isinstance(preset, str) or not isinstance(overrides, dict) or not all(
+                isinstance(k, str) for k in overrides):
+            raise ConvertError(f"{path}: a malformed model file (expected preset: a name, overrides: a "
+                               f"mapping of model fields); write it again with python -m simvp_core.convert")
+        return preset, overrides, obj.get("model")
+    from simvp_core.config import TrainConfig, fields_in  # a trainer checkpoint: its config names the model
+
+    config = obj["config"] if isinstance(obj["config"], dict) else {}
+    try:  # (its other fields may be an older version's: only the model's matter here)
+        cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k in fields_in("model")}) if config else None
+    except (ValueError, AttributeError) as e:
+        raise ConvertError(f"{path}: {e}") from None
+    epoch, epochs = obj.get("epoch"), config.get("epochs")
+    if cfg is None or not all(isinstance(n, int) and not isinstance(n, bool) for n in (epoch, epochs)) or \
+            not 0 <= epoch <= epochs:
+        raise ConvertError(f"{path}: a malformed trainer checkpoint (its config, or epoch {str(epoch)[:24]} "
+                           f"outside [0, epochs]); use a {CHECKPOINT_FILE} written by simvp_core.train")
+    return cfg.preset, cfg.model_overrides(), obj["model"]
+
+
+def load_model(path: str | Path) -> tuple[SimVP, str, dict[str, Any]]:
+    """(model with the weights loaded, preset, overrides) of our model file or a trainer checkpoint;
+    ConvertError (one line) for anything malformed: names, types, shapes, complex weights."""
+    obj = _load(path)
+    found = kind(obj)
+    if found == OPENSTL_FILE:
         raise ConvertError(f"{path}: an OpenSTL checkpoint; convert it first: python -m simvp_core.convert "
                            f"from-openstl {path} OUT")
-    else:
+    if found is None:
         raise ConvertError(f"{path}: not a SimVP model file or trainer checkpoint (expected the keys "
                            f"format, preset, overrides, model; or a {CHECKPOINT_FILE} of simvp_core.train)")
+    preset, overrides, state = _model_of(obj, path)
     try:
         model = build_model(preset, **overrides)
         check_fits(model, state)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise ConvertError(f"{path}: {e}") from None
     model.load_state_dict(state)
     return model, preset, overrides
@@ -225,7 +271,8 @@ def _openstl_state(obj: dict) -> dict:
     state = obj.get("state_dict", obj)
     if not isinstance(state, dict):
         return {}
-    return {k.removeprefix(LIGHTNING_PREFIX): v for k, v in state.items() if isinstance(v, Tensor)}
+    return {k.removeprefix(LIGHTNING_PREFIX): v for k, v in state.items()
+            if isinstance(k, str) and isinstance(v, Tensor)}
 
 
 def from_openstl(src: str | Path, out: str | Path, frame_size: tuple[int, int] = (64, 64)) -> tuple[str, dict]:
@@ -261,7 +308,6 @@ def to_openstl(src: str | Path, out: str | Path) -> str:
     t, c, h, w = cfg.in_shape
     hyper = {"model_type": OPENSTL_MODEL_TYPES[cfg.translator], "in_shape": [t, c, h, w], "hid_S": cfg.c_s,
              "hid_T": cfg.c_t, "N_S": cfg.n_s, "N_T": cfg.n_t, "mlp_ratio": cfg.mlp_ratio}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as f:
         torch.save({"state_dict": {LIGHTNING_PREFIX + k: v for k, v in named.items()},
                     "hyper_parameters": hyper}, f)
@@ -275,26 +321,30 @@ def build_parser() -> argparse.ArgumentParser:
     into = sub.add_parser("from-openstl", help="OpenSTL checkpoint (Lightning .ckpt or state dict) -> our model file")
     into.add_argument("ckpt")
     into.add_argument("out")
+    into.add_argument("--overwrite", action="store_true", help="replace OUT even if it is CKPT or another kind of file")
     into.add_argument("--frame-size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"),
                       help="frame height and width the model is for (not in the weights; default 64 64)")
     back = sub.add_parser("to-openstl", help="our model file or trainer checkpoint -> OpenSTL's Lightning layout "
                           "{'state_dict': {'model.<name>': tensor}, 'hyper_parameters': SimVP_Model's kwargs}")
     back.add_argument("ckpt")
     back.add_argument("out")
+    back.add_argument("--overwrite", action="store_true", help="replace OUT even if it is CKPT or another kind of file")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        writes = MODEL_FILE if args.direction == "from-openstl" else OPENSTL_FILE
+        check_output(args.out, [args.ckpt], writes, file_kind, args.overwrite)
         if args.direction == "from-openstl":
             preset, overrides = from_openstl(args.ckpt, args.out, tuple(args.frame_size))
             print(f"wrote {args.out}: preset {preset}" + (f", overrides {overrides}" if overrides else ""))
         else:
             model_type = to_openstl(args.ckpt, args.out)
             print(f"wrote {args.out}: OpenSTL SimVP_Model(model_type={model_type!r}) state dict, 'model.' prefixed")
-    except ConvertError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConvertError, FileError) as e:
+        print_error(e)
         return EXIT_BAD_INPUT
     return 0
 

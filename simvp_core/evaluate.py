@@ -13,7 +13,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from simvp_core.oneline import OneLineParser
+from simvp_core.config import TrainConfig, takes
+from simvp_core.oneline import OneLineParser, print_error
 from simvp_core.train import add_field_flag, add_fp32_flag, apply_fp32
 
 if TYPE_CHECKING:  # torch and what needs it are imported when a model is evaluated: --help stays fast
@@ -42,6 +43,17 @@ def evaluate_model(model: nn.Module, seqs: Tensor, batch_size: int, device: torc
                 preds = model(inputs)
             acc.update(preds.float(), targets)
     return acc.compute()
+
+
+def check_sizes(test_size: int, batch_size: int) -> None:
+    """--test-size and --batch-size within the bounds TrainConfig declares for test_size and
+    eval_batch_size (the memory they take is checked once the model is known)."""
+    for flag, field, value in (("--test-size", "test_size", test_size),
+                               ("--batch-size", "eval_batch_size", batch_size)):
+        try:
+            TrainConfig().replace(**{field: value})
+        except ValueError:
+            raise ValueError(f"{flag} {value}: expected {takes(field)} (TrainConfig's {field})") from None
 
 
 def add_test_set_options(parser: argparse.ArgumentParser) -> None:
@@ -75,15 +87,15 @@ def evaluate_file(path: str, data_dir: str | None, test_size: int, batch_size: i
     cannot be made."""
     import torch
 
-    from simvp_core.config import TrainConfig
+    from simvp_core import memory
     from simvp_core.convert import load_model
     from simvp_core.execution import choose
     from simvp_core.models import count_params
     from simvp_core.trainer import resolve_device
 
-    if test_size < 1 or batch_size < 1:
-        raise ValueError(f"--test-size and --batch-size must be >= 1, got {test_size} and {batch_size}")
+    check_sizes(test_size, batch_size)
     model, preset, overrides = load_model(path)
+    memory.check(memory.evaluation(model.cfg, test_size, batch_size), "this evaluation")
     where = resolve_device(device)
     execution = choose(TrainConfig(device=device, amp=amp, memory_format=memory_format), where)
     if execution.channels_last:
@@ -124,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate_file(args.checkpoint, args.data_dir, args.test_size, args.batch_size, args.device,
                                args.amp, args.memory_format)
     except (ConvertError, ValueError, DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return EXIT_BAD_INPUT
     print(json.dumps({"checkpoint": args.checkpoint, **report}) if args.json else describe(report, args.checkpoint))
     return 0

@@ -11,6 +11,7 @@ may be the user's own copy, so the error names both sums and leaves deleting it 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import os
@@ -25,8 +26,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from simvp_core import env
 from simvp_core.data import mnist
-from simvp_core.oneline import OneLineParser, short_path
+from simvp_core.files import make_folder, write_error
+from simvp_core.oneline import OneLineParser, print_error, short_path
 
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 TEST_SET_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
@@ -68,9 +71,15 @@ class _SourceFailed(Exception):
 
 
 def mnist_mirrors() -> list[str]:
-    """The MNIST base URLs to try in order: $SIMVP_MNIST_MIRRORS, else torchvision's mirrors."""
-    listed = [u.strip() for u in os.environ.get(ENV_MIRRORS, "").split(",") if u.strip()]
-    return listed or list(MNIST_MIRRORS)
+    """The MNIST base URLs to try in order: $SIMVP_MNIST_MIRRORS (each checked: EnvError for one
+    that is not an http(s) or file URL), else torchvision's mirrors."""
+    return env.urls(ENV_MIRRORS) or list(MNIST_MIRRORS)
+
+
+def test_set_url() -> str:
+    """Where the standard test set is fetched from: $SIMVP_MMNIST_TEST_URL (checked), else the original."""
+    listed = env.raw(ENV_TEST_URL)
+    return TEST_SET_URL if listed is None else env.url(ENV_TEST_URL, listed)
 
 
 def fetch_mnist(data_dir: str | Path, mirrors: Sequence[str] | None = None,
@@ -101,7 +110,7 @@ def fetch_test_set(data_dir: str | Path, url: str | None = None,
     name = mnist.TEST_SEQ_FILE
     dest = Path(data_dir) / name
     if not _present(dest, md5s[name], data_dir, stream):
-        url = url or os.environ.get(ENV_TEST_URL) or TEST_SET_URL
+        url = url or test_set_url()
         download([url], dest, md5s[name], f"set {ENV_TEST_URL}=URL to a copy of {name}, or copy "
                  f"it into {Path(data_dir)}", timeout, stream)
     return dest
@@ -135,6 +144,7 @@ def ensure_mnist(data_dir: str | Path | None, allow_sample: bool, log: Callable[
     if mnist.is_sample(data_dir):
         log(f"data: {SAMPLE_NOTE}")
         return mnist.SAMPLE
+    mnist_mirrors()  # a malformed $SIMVP_MNIST_MIRRORS is refused whether or not a fetch is needed
     folder = mnist.resolve_data_dir(data_dir)
     where = folder.resolve()
     command = f"python -m simvp_core.data fetch --data-dir {shlex.quote(str(where))}"
@@ -180,7 +190,8 @@ def _download_from(url: str, dest: Path, md5: str, timeout: float, stream: IO[st
     with response:
         length = response.headers.get("Content-Length", "")
         total = int(length) if length.isdigit() else None
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(dest.parent)
+        _check_room(dest, total)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
         progress = _Progress(dest.name, url, total, stream)
         try:
@@ -203,11 +214,23 @@ def _download_from(url: str, dest: Path, md5: str, timeout: float, stream: IO[st
                 raise _SourceFailed(f"md5 {digest.hexdigest()}, expected {md5}")
             os.replace(tmp, dest)
         except BaseException as e:  # interrupted too: never leave the temp file behind
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
             progress.fail(str(e) if isinstance(e, _SourceFailed) else type(e).__name__)
+            if isinstance(e, OSError):  # the write: a full or read-only disk, no fault of the source
+                raise write_error(dest, e) from e
             raise
         progress.done(got)
+
+
+def _check_room(dest: Path, total: int | None) -> None:
+    """A download whose announced size does not fit on dest's disk is refused before a byte is written."""
+    try:
+        stats = os.statvfs(dest.parent)
+    except OSError:
+        return
+    if total is not None and stats.f_bavail * stats.f_frsize < total:
+        raise write_error(dest, OSError(errno.ENOSPC, "no space left"))
 
 
 def _reason(e: BaseException) -> str:
@@ -276,8 +299,7 @@ def main(argv: list[str] | None = None, mnist_md5s: Mapping[str, str] = mnist.MN
                        help="also the standard Moving MNIST test set (819 MB)")
     args = parser.parse_args(argv)
     if mnist.is_sample(args.data_dir):
-        print(f"error: --data-dir {mnist.SAMPLE} is the bundled sample, nothing to fetch; pass "
-              "another folder", file=sys.stderr)
+        print_error(f"--data-dir {mnist.SAMPLE} is the bundled sample, nothing to fetch; pass another folder")
         return 2
     folder = mnist.resolve_data_dir(args.data_dir)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the temp file is removed
@@ -286,8 +308,8 @@ def main(argv: list[str] | None = None, mnist_md5s: Mapping[str, str] = mnist.MN
         print(f"MNIST: {raw.resolve()} (md5 ok)")
         if args.test_set:
             print(f"test set: {fetch_test_set(folder, md5s=test_set_md5s).resolve()} (md5 ok)")
-    except (FetchError, mnist.ChecksumError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (FetchError, mnist.ChecksumError, env.EnvError, OSError) as e:
+        print_error(e)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; no partial file was left", file=sys.stderr)

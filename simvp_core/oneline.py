@@ -1,13 +1,47 @@
 """Text for one-line messages: paths cut in the middle (so that an error line naming a deeply nested
-file stays under about 300 characters and still ends with the file's name), durations, sizes, and an
-argparse whose usage errors are one line. Torch-free, for simvp_core and search alike."""
+file stays under about 300 characters and still ends with the file's name), control characters
+escaped, the one way every CLI prints a refusal (`print_error`), durations, and an argparse whose
+usage errors are one line. Torch-free, for simvp_core and search alike."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
+import sys
 from pathlib import Path
 from typing import Literal, NoReturn
+
+MAX_LINE = 300  # every refusal is one line of at most this many characters
+# C0 and C1 control characters (newline, carriage return, escape, ...) and the Unicode line breaks
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: object) -> str:
+    """str(text) on one line: every control character (a newline, a terminal escape) written as a
+    Python escape (\\n, \\x1b), so that names, paths and descriptions cannot break a line, a table
+    or the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
+def clip_middle(text: str, limit: int) -> str:
+    """text, its middle replaced by ' ... ' when longer than `limit`: what is wrong (the start) and
+    the fix (the end) both stay."""
+    if len(text) <= limit:
+        return text
+    tail = (limit - 5) // 3
+    return text[:limit - 5 - tail] + " ... " + text[-tail:]
+
+
+def error_line(message: object, prefix: str = "error: ") -> str:
+    """A refusal as the CLIs print it: one line (control characters escaped) of at most MAX_LINE
+    characters."""
+    return clip_middle(prefix + printable(str(message).strip()), MAX_LINE)
+
+
+def print_error(message: object, prefix: str = "error: ") -> None:
+    """Print a refusal on stderr: error_line(message)."""
+    print(error_line(message, prefix), file=sys.stderr, flush=True)
 
 
 def short_path(path: str | Path, limit: int = 80) -> str:
@@ -51,5 +85,5 @@ class OneLineParser(argparse.ArgumentParser):
     as every other refusal of the CLIs, instead of the multi-line usage block."""
 
     def error(self, message: str) -> NoReturn:
-        cut = message if len(message) <= 200 else message[:197] + "..."  # it may quote a huge value
+        cut = clip_middle(printable(message), 200)  # it may quote a huge value
         self.exit(2, f"error: {self.prog}: {cut}; see {self.prog} --help\n")

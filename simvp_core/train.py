@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from simvp_core.config import FIELD_TYPES, FP32, TrainConfig, choices, takes
-from simvp_core.oneline import OneLineParser
+from simvp_core.oneline import OneLineParser, print_error
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         resolve_device(cfg.device)  # a missing GPU is refused before anything is written
         run_training(cfg, out, resume=resume, data_dir=ensure_mnist(data_dir, allow_sample=False))
     except DivergedError as exc:
-        print(f"diverged: {exc}", file=sys.stderr)
+        print_error(exc, prefix="diverged: ")
         return EXIT_DIVERGED
     except (ValueError, DataNotFoundError, FileExistsError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)  # a FileError (unwritable --out, a full disk) and MemoryLimitError are ValueErrors
         return EXIT_BAD_INPUT
     return 0
 

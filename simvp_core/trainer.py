@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +19,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from simvp_core import data
+from simvp_core import checkpoint, data, memory
 from simvp_core.atomic import atomic_file, atomic_write
-from simvp_core.config import TrainConfig, fields_in
+from simvp_core.checkpoint import VERSION as CHECKPOINT_VERSION
+from simvp_core.checkpoint import CheckpointError
+from simvp_core.config import TrainConfig
 from simvp_core.execution import choose as choose_execution
+from simvp_core.files import make_folder
 from simvp_core.losses import total_loss
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import build_model, count_params
@@ -32,31 +34,10 @@ from simvp_core.outputs import CHECKPOINT_FILE, METRICS_FILE
 
 VAL_SEED = 1_000_003  # the validation set is the same for every trial, whatever its seed
 TEST_SEED = 2_000_003  # seed of the generated stand-in test set
-CHECKPOINT_VERSION = 1
 
 
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite: the run cannot recover, and retrying repeats it."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from: unreadable, foreign, or for another config/model."""
-
-
-_STATE_KEYS = frozenset({"version", "config", "epoch", "history", "model", "optimizer", "scheduler",
-                         "rng_cpu"})
-_CHECKPOINT_FIX = "move it away and run without --resume to start anew"
-_RETIRED_EXECUTION_FIELDS = ("channels_last",)  # memory_format replaced it; older checkpoints hold it
-
-
-def _first_line(e: BaseException, limit: int = 64) -> str:
-    """An exception's first line, clipped: torch's messages run to many lines."""
-    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return _clip(text, limit)
-
-
-def _clip(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def resolve_device(name: str) -> torch.device:
@@ -65,6 +46,21 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(name)
+
+
+def check_memory(cfg: TrainConfig, device: torch.device) -> None:
+    """memory.MemoryLimitError (one line naming the setting) when the training cannot fit: the
+    host's memory, and on a GPU the device's free memory for what lives there."""
+    estimate = memory.training(cfg)
+    gpu = device.type == "cuda"
+    memory.check(estimate, "this training", host_only=gpu)
+    if gpu:
+        free, _ = torch.cuda.mem_get_info(device)
+        on_device = estimate.total() - estimate.total(host_only=True)
+        if on_device > free:
+            raise memory.MemoryLimitError(
+                f"this training needs {memory.size(on_device)} on {device} ({estimate.describe(parts=2)}), "
+                f"but {memory.size(free)} is free there; lower {estimate.largest().lower or 'its sizes'}")
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -79,6 +75,7 @@ class Trainer:
                  test_digits: Tensor | None = None, data_dir: str | Path | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        check_memory(cfg, self.device)  # before anything of it is allocated
         self.execution = choose_execution(cfg, self.device)
         self.amp_dtype = self.execution.amp_dtype
         self.precision = self.execution.precision  # what runs, in words: every output shows it
@@ -237,7 +234,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state_dict(); CheckpointError (nothing restored) for one that does not fit."""
-        self._check_state(state)
+        checkpoint.check(state, self.cfg, self.model.state_dict(), self.n_params)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -259,48 +256,11 @@ class Trainer:
         """Restore a save_checkpoint() file. CheckpointError (one line naming the file) for a file
         that is unreadable (truncated, corrupt), not a checkpoint of this trainer, or written for a
         different config or model; the file is only read, and nothing is restored then."""
-        try:
-            # to the CPU first, whatever device wrote it: load_state_dict moves weights and optimizer
-            # state to this run's device, and the RNG states must stay CPU tensors
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:  # garbage, or a pickle holding more than tensors
-            raise CheckpointError(f"{path}: not a torch checkpoint file (corrupt, or not written by "
-                                  f"torch.save with plain tensors); {_CHECKPOINT_FIX}") from e
-        except Exception as e:  # torch.load raises many kinds (RuntimeError, OSError, EOFError...)
-            raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
-                                  f"{_first_line(e)}); {_CHECKPOINT_FIX}") from e
+        state = checkpoint.read(path)
         try:
             self.load_state_dict(state)
         except CheckpointError as e:
             raise CheckpointError(f"{path}: {e}") from e
-
-    def _check_state(self, state: object) -> None:
-        """Everything load_state_dict restores, checked before any of it is."""
-        if not isinstance(state, dict) or not _STATE_KEYS <= state.keys():
-            raise CheckpointError(f"not a checkpoint of this trainer (expected the keys "
-                                  f"{', '.join(sorted(_STATE_KEYS))}); {_CHECKPOINT_FIX}")
-        if state["version"] != CHECKPOINT_VERSION:
-            raise CheckpointError(f"checkpoint format version {state['version']!r}, this trainer reads "
-                                  f"{CHECKPOINT_VERSION}; {_CHECKPOINT_FIX}")
-        try:  # its execution settings may differ (or be an older version's): this run's count
-            values = {k: v for k, v in state["config"].items() if k not in _RETIRED_EXECUTION_FIELDS}
-            now = {k: getattr(self.cfg, k) for k in fields_in("execution")}
-            saved = TrainConfig.from_dict({**values, **now})
-        except (ValueError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"its config is not valid here ({_first_line(e)}); "
-                                  f"{_CHECKPOINT_FIX}") from e
-        if _learning_fields(saved) != _learning_fields(self.cfg):
-            diff = ", ".join(f"{k} {v!r} (now {getattr(self.cfg, k)!r})"
-                             for k, v in _learning_fields(saved).items() if getattr(self.cfg, k) != v)
-            raise CheckpointError(f"written for a different config: {_clip(diff)}; resume with the "
-                                  "same settings or start a new run")
-        mine = self.model.state_dict()
-        model = state["model"]
-        if (not isinstance(model, dict) or model.keys() != mine.keys()
-                or any(getattr(v, "shape", None) != mine[k].shape for k, v in model.items())):
-            raise CheckpointError(f"its model weights do not fit this model ({self.cfg.preset}, "
-                                  f"{self.n_params:,} parameters): written for a different model; "
-                                  f"{_CHECKPOINT_FIX}")
 
     # -- the epoch loop ----------------------------------------------------------------------
 
@@ -328,12 +288,6 @@ class EpochEnd:
     restored: bool  # read from a checkpoint, not trained now (a run resumed after its end)
 
 
-def _learning_fields(cfg: TrainConfig) -> dict:
-    """The fields that change what is learned; execution fields may differ on resume."""
-    execution = fields_in("execution")
-    return {k: v for k, v in cfg.to_dict().items() if k not in execution}
-
-
 def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
                  data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
     """Train to the end, checkpointing every epoch; writes and returns `out_dir/metrics.json`."""
@@ -344,7 +298,8 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
                               "another --out")
     if resume and not ckpt.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}; run without --resume to start")
-    out.mkdir(parents=True, exist_ok=True)
+    check_memory(cfg, resolve_device(cfg.device))  # a refused run leaves no folder behind
+    make_folder(out)
     trainer = Trainer(cfg, data_dir=data_dir)
     if resume:
         trainer.load_checkpoint(ckpt)

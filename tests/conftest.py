@@ -68,3 +68,41 @@ def real_mnist_dir() -> Path | None:
 def mnist_dir(real_mnist_dir: Path | None) -> Path | str:
     """A data dir for the tests that train: the real MNIST folder, else "sample" (bundled digits)."""
     return real_mnist_dir or data.SAMPLE
+
+
+def _mount(*args: str) -> bool:
+    import subprocess
+
+    try:
+        return subprocess.run(["mount", *args], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def small_disk(tmp_path_factory) -> Iterator[Path]:
+    """A real 256 kB file system (tmpfs) to fill: ENOSPC as a full disk gives it. Needs root to
+    mount; skipped with the reason otherwise."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("small_disk")
+    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)):
+        pytest.skip("mounting a small tmpfs needs root (mount -t tmpfs): the full-disk checks need a real one")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def read_only_dir(tmp_path_factory) -> Iterator[Path]:
+    """A real read-only folder (a read-only bind mount) holding `kept.txt`: EROFS on every write.
+    Needs root to mount; skipped with the reason otherwise."""
+    import subprocess
+
+    source = tmp_path_factory.mktemp("ro_source")
+    (source / "kept.txt").write_text("there before\n")
+    folder = tmp_path_factory.mktemp("read_only")
+    if os.geteuid() != 0 or not (_mount("--bind", str(source), str(folder))
+                                 and _mount("-o", "remount,bind,ro", str(folder))):
+        pytest.skip("a read-only bind mount needs root (mount --bind, remount,ro): the EROFS checks need a real one")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)

@@ -3,11 +3,10 @@ in reports/<name>.md; a run folder that cannot be reported on is one line on std
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from search.report.document import ReportError, build_report
-from simvp_core.oneline import OneLineParser
+from simvp_core.oneline import OneLineParser, print_error
 
 
 def build_parser() -> OneLineParser:
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(build_report(run_dir, args.reports_dir))
     except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
     return 0
 

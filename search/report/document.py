@@ -22,7 +22,7 @@ from search import runfolder
 from search.metric import DEFAULT, METRICS, best, best_column, direction, long_label
 from search.report import animation, figures, insight, provenance, tables
 from search.runfolder import results
-from simvp_core.oneline import duration
+from simvp_core.oneline import duration, printable
 
 NUMERIC_COLUMNS = ("epochs_run", "repeat", *(f"val_{m}" for m in METRICS),
                    *(best_column(f"val_{m}") for m in METRICS), *(f"test_{m}" for m in METRICS),
@@ -164,8 +164,8 @@ def _header(df: pd.DataFrame, exp: dict[str, Any], name: str, ranked: tuple[str,
         ["command", f"`{portable_command(str(exp.get('command', 'n/a')))}`"],
     ]
     return "\n\n".join([
-        f"<!-- index: {summary} -->\n# {exp.get('experiment', name)}: search report",
-        str(exp.get("description", "")).strip() or "(no description)",
+        f"<!-- index: {printable(summary)} -->\n# {printable(exp.get('experiment', name))}: search report",
+        printable(str(exp.get("description", "")).strip()) or "(no description)",
         note,
         tables.markdown_table(["", ""], facts, [False, False]),
     ])
@@ -208,12 +208,12 @@ def _scheduler(exp: dict[str, Any]) -> str:
 
 def _results(df: pd.DataFrame, exp: dict[str, Any], blocks: list[str], varied: list[str],
              ranked: tuple[str, str]) -> str:
-    published = list(exp.get("published") or [])
+    published = tables.PublishedRows(list(exp.get("published") or []))
     parts = ["## Results on the test set",
              "Test metrics of completed trials, one row per configuration: MSE and MAE are per "
              "frame, summed over pixels (0-1 scale); SSIM uses data_range 2.0 as the paper; PSNR in "
              "dB. n = completed repeats, shown as mean ± sample std when n >= 2. Bold: best of the "
-             "block among completed rows." + (" Δ = ours − paper." if published else "")]
+             "block among completed rows." + (" Δ = ours − paper." if published.entries else "")]
     any_repeats = False
     for i, (values, trials) in enumerate(tables.split_blocks(df, blocks), start=1):
         if blocks:

@@ -16,7 +16,8 @@ import pandas as pd
 from scipy import stats
 
 from search.metric import METRICS, MODES, best_column, label
-from search.space.spec import matches
+from search.space.index import RowIndex, lowest
+from simvp_core.oneline import printable
 
 DECIMALS = {"mse": 2, "mae": 2, "ssim": 4, "psnr": 2}  # OpenSTL's convention, kept everywhere
 HEADERS = {"mse": "MSE ↓", "mae": "MAE ↓", "ssim": "SSIM ↑", "psnr": "PSNR ↑"}
@@ -151,27 +152,41 @@ def within_noise(a: Stat, b: Stat) -> bool:
     return bool(p >= NOISE_ALPHA)
 
 
-def match_published(config: dict[str, Any], published: list[dict]) -> dict | None:
+class PublishedRows:
+    """The paper's rows of a report, indexed by their `match` (search.space.index.RowIndex): which
+    one a configuration matches, in time linear in the configurations however many rows there are."""
+
+    def __init__(self, published: list[dict]) -> None:
+        self.entries = [e for e in published if isinstance(e, dict) and isinstance(e.get("match"), dict)
+                        and e["match"]]
+        self.index = RowIndex([e["match"] for e in self.entries])
+
+    def match(self, config: dict[str, Any]) -> dict | None:
+        """The first published entry whose every `match` key equals the configuration's value (by `same`)."""
+        first = lowest(self.index.matching(config))
+        return None if first is None else self.entries[first]
+
+
+def match_published(config: dict[str, Any], published: list[dict] | PublishedRows) -> dict | None:
     """The first published entry whose every `match` key equals the configuration's value."""
-    for entry in published:
-        match = entry.get("match", {})
-        if match and matches(match, config):
-            return entry
-    return None
+    rows = published if isinstance(published, PublishedRows) else PublishedRows(published)
+    return rows.match(config)
 
 
 def markdown_table(header: list[str], rows: list[list[str]], numeric: list[bool]) -> str:
-    """A GitHub pipe table; cells must already be strings."""
+    """A GitHub pipe table; cells must already be strings (control characters are escaped here, so
+    no value read back from a run folder can break a row)."""
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(printable(c).replace("|", "\\|") for c in cells) + " |"
     rule = "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
-def block_table(rows: list[ConfigSummary], varied: list[str], published: list[dict]) -> str:
+def block_table(rows: list[ConfigSummary], varied: list[str], published: list[dict] | PublishedRows) -> str:
     """The completed configurations of one block, best values bold, paper values beside ours."""
     marks = best_marks(rows)
-    paper = {r.key: match_published(r.config, published) or {} for r in rows}
+    published = published if isinstance(published, PublishedRows) else PublishedRows(published)
+    paper = {r.key: published.match(r.config) or {} for r in rows}
     paper_metrics = [m for m in METRICS if any(m in e for e in paper.values())]
     header = [*varied, "n", "params (M)", "epochs", *(HEADERS[m] for m in METRICS)]
     for m in paper_metrics:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from search.run.plan import UsageError, dry_run, make_plan
+from simvp_core.oneline import print_error
 
 
 def main(argv: list[str] | None = None, trainable: Callable[..., None] | None = None) -> int:
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None, trainable: Callable[..., None] | None = 
     try:
         plan = make_plan(argv)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
     if plan.dry_run:
         print(dry_run(plan))

@@ -9,6 +9,7 @@ same way. The grid is Tune's BasicVariantGenerator over the grid points.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,17 +29,32 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 import search
 import simvp_core
 from search import budget, runfolder, tracking
-from search.run import cluster, console, finish, local_ray, progress, resume, warm, watchdog
+from search.run import (
+    cluster,
+    connect,
+    console,
+    disk_guard,
+    finish,
+    local_ray,
+    preflight,
+    progress,
+    resume,
+    warm,
+    watchdog,
+)
 from search.run.interrupts import Interrupts
-from search.run.plan import Plan, UsageError, check_storage
+from search.run.plan import Plan, UsageError, check_storage, is_uri, local_root
 from search.run.searchers import ResumableOptunaSearch, SeedRepeater
 from search.runfolder import lock
 from search.space import SearchSpec, optuna_space
 from search.tracking.tune_callback import TrialLogger, register
 from search.trainable import train_trial
 from simvp_core import data
+from simvp_core.files import FileError
+from simvp_core.oneline import print_error, short_path
 
 REPO = Path(__file__).resolve().parents[2]
+JOIN_TIMEOUT_S = 120  # ray.init: a local start takes about 10 s, a join (and its package upload) less than a minute
 METRIC_COLUMNS = ("epoch", "loss", "val_mse", "val_ssim", "test_mse")
 
 
@@ -56,15 +72,27 @@ def run_search(plan: Plan, trainable: Callable[..., None] = train_trial) -> int:
             try:
                 session.open(plan)
                 fit(plan, session, trainable, stop)
-            except (UsageError, lock.LockHeld) as e:  # refused before anything was written
-                print(f"error: {e}", file=sys.stderr)
+            except (UsageError, lock.LockHeld, FileError) as e:  # refused, or a write failed: what was there is kept
+                session.abandon(plan)
+                print_error(e)
                 return 2
             except KeyboardInterrupt:
                 stop.signal = stop.signal or signal.SIGINT
+            except BaseException:
+                session.abandon(plan)  # no MLflow run left RUNNING, experiment.json as it was
+                raise
             finally:
                 if started_ray:
                     ray.shutdown()
-            return conclude(plan, session, start, stop.signal)
+            try:
+                code = conclude(plan, session, start, stop.signal)
+            except FileError as e:  # the disk filled or went read-only while the results were written
+                print_error(f"{e}; the trials' checkpoints are kept: continue with --resume once it is fixed")
+                return 128 + stop.signal if stop.signal else 2
+            if stop.reason:  # stopped before the disk filled (search.run.disk_guard)
+                print_error(stop.reason)
+                return 2
+            return code
 
 
 @dataclass
@@ -92,6 +120,17 @@ class Session:
         runfolder.write_experiment(plan.run_dir, self.info)
         console.say(console.start_summary(plan, nodes, cluster.describe_cluster(), self.tracker, self.out.log))
 
+    def abandon(self, plan: Plan) -> None:
+        """A session that failed before its fit ended: its MLflow parent run ended (not left RUNNING)
+        and a resumed search's experiment.json put back as it was (best effort: the failure that
+        brought us here is what gets reported)."""
+        if self.tracker is not None and self.info is not None:
+            with contextlib.suppress(Exception):
+                self.tracker.finish_search({}, status="FINISHED" if plan.previous.get("finished") else "KILLED")
+        if self.info is not None and plan.previous:
+            with contextlib.suppress(Exception):
+                runfolder.write_experiment(plan.run_dir, dict(plan.previous))
+
     def __enter__(self) -> Session:
         return self
 
@@ -105,15 +144,26 @@ def fit(plan: Plan, session: Session, trainable: Callable[..., None], stop: Inte
     this session's Tracker by the run folder's path."""
     key = str(plan.run_dir)
     register(key, session.tracker)
+    disk_guard.register(key, stop)
     bound = with_data(plan, trainable)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows the searched params
     # one checkpoint kept per trial forces a state snapshot per epoch (what resume relies on);
     # Tune warns about that when epochs are short
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     space = param_space(plan.spec)
-    tuner = resume.restore_tuner(plan, bound, space) if plan.resume else new_tuner(plan, bound, space, key)
+    tuner = restore(plan, bound, space) if plan.resume else new_tuner(plan, bound, space, key)
     with stop.fitting():
         tuner.fit()
+
+
+def restore(plan: Plan, trainable: Any, space: dict[str, Any]) -> tune.Tuner:
+    """The interrupted search's Tuner; a Tune state that cannot be restored (its pickles damaged)
+    is a UsageError: the session is abandoned with everything as it was."""
+    try:
+        return resume.restore_tuner(plan, trainable, space)
+    except Exception as e:  # Tune and pickle raise many kinds on a damaged state
+        raise UsageError(f"--resume: Tune cannot restore {short_path(plan.tune_path)} ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:80]}); it is damaged: start the search anew (--name NEW)") from e
 
 
 def conclude(plan: Plan, session: Session, start: float, sig: int | None) -> int:
@@ -158,9 +208,14 @@ def start_ray(address: str | None) -> bool:
     if address:
         # ship the two packages so workers on other nodes can import the trainable
         modules = [str(Path(m.__file__).parent) for m in (search, simvp_core)]
-        ray.init(address=address, runtime_env={"py_modules": modules})
+        with connect.bounded(f"joining the Ray cluster at {address}", JOIN_TIMEOUT_S,
+                             f"--address {address}: the Ray cluster did not take this driver within "
+                             f"{JOIN_TIMEOUT_S} s; check it with ray status on its head"):
+            ray.init(address=address, runtime_env={"py_modules": modules})
     else:
-        local_ray.init()  # loopback only, token authentication as Ray sets it
+        with connect.bounded("starting Ray", JOIN_TIMEOUT_S, f"Ray did not start within {JOIN_TIMEOUT_S} s; "
+                             "see /tmp/ray/session_latest/logs"):
+            local_ray.init()  # loopback only, token authentication as Ray sets it
     return True
 
 
@@ -294,7 +349,17 @@ def new_tuner(plan: Plan, trainable: Any, space: dict[str, Any], key: str) -> tu
             storage_path=plan.tune_storage, name=runfolder.TUNE_DIR, verbose=1, progress_reporter=reporter,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[TrialLogger(key), progress.ProgressLine.of(spec)]))
+            callbacks=[TrialLogger(key), progress.ProgressLine.of(spec), *guard(plan, key)]))
+
+
+def guard(plan: Plan, key: str) -> list[disk_guard.DiskGuard]:
+    """A DiskGuard on a local storage folder: stop before the trials running at once cannot write
+    their next checkpoints (and the results, 2 MB, still fit)."""
+    if is_uri(plan.storage):
+        return []
+    at_once = plan.max_concurrent or int((os.cpu_count() or 1) // plan.spec.cpu) or 1
+    margin = preflight.disk_need(plan.spec, min(at_once, plan.spec.total_trials()))
+    return [disk_guard.DiskGuard(key, local_root(plan.storage), margin)]
 
 
 def git_commit() -> str:

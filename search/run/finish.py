@@ -4,7 +4,6 @@ MLflow, experiment.json, a few lines of summary and the report."""
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from search.run import best_model, resume
 from search.run.rows import trial_rows
 from search.runfolder import results
 from search.runfolder.results import STATUSES
-from simvp_core.oneline import duration
+from simvp_core.oneline import duration, print_error, printable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,9 +67,8 @@ def finish(plan: Plan, trials: list, tracker: Tracker, info: dict[str, Any], sta
     print_summary(plan, df, tracker, seconds, outcome=outcome)
     write_report(plan, tracker)
     if all_errored:
-        first = str(df["status_detail"].iloc[0]).splitlines()[0][:300] if len(df) else ""
-        print(f"error: all {len(df)} trials errored (first: {first}); results in "
-              f"{results.path(plan.run_dir)}", file=sys.stderr)
+        first = str(df["status_detail"].iloc[0]).splitlines()[0][:160] if len(df) else ""
+        print_error(f"all {len(df)} trials errored (first: {first}); results in {results.path(plan.run_dir)}")
         return 1
     return 0
 
@@ -95,7 +93,7 @@ def print_summary(plan: Plan, df: pd.DataFrame, tracker: Tracker, seconds: float
         print("  val  " + "  ".join(f"{m} {_fmt(first[f'val_{m}'])}" for m in METRICS))
         print("  test " + "  ".join(f"{m} {_fmt(first[f'test_{m}'])}" for m in METRICS)
               + f"  ({first['test_set']})")
-    print(f"results: {results.path(plan.run_dir)}")
+    print(f"results: {printable(results.path(plan.run_dir))}")  # a path may hold control characters
     if tracker.enabled:
         print(f"MLflow:  {plan.tracking_uri} (parent run {tracker.parent_run_id}); "
               f"view with: {tracking.ui_command(plan.tracking_uri, tracker.experiment_id)}")
@@ -112,11 +110,11 @@ def write_report(plan: Plan, tracker: Tracker) -> None:
         from search.report import build_report
 
         md = build_report(plan.run_dir, plan.reports_dir)
-        print(f"report:  {md}")
+        print(f"report:  {printable(md)}")
         if tracker.enabled:
             tracking.attach_report(tracker.uri, tracker.parent_run_id, md)
     except Exception as e:
-        print(f"report:  FAILED ({type(e).__name__}: {' '.join(str(e).split())[:300]}); the search "
+        print(f"report:  FAILED ({type(e).__name__}: {printable(' '.join(str(e).split()))[:160]}); the search "
               f"results are complete; retry with python -m search.report {plan.run_dir}")
 
 

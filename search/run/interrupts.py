@@ -22,6 +22,7 @@ class Interrupts:
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.reason: str | None = None  # why the fit was stopped without a signal (stop_fit)
         self._fitting = False
         self._saved: dict[int, Any] = {}
         self._env: str | None = None
@@ -57,6 +58,13 @@ class Interrupts:
             self._fitting = False
             if usr1:
                 signal.signal(signal.SIGUSR1, saved)
+
+    def stop_fit(self, reason: str) -> None:
+        """Stop the fit as a first signal does (Tune checkpoints and returns), for `reason`."""
+        tune_stop = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
+        if self.reason is None and self._fitting and callable(tune_stop):
+            self.reason = reason
+            tune_stop(signal.SIGUSR1, None)
 
     def _handle(self, sig: int, frame: Any) -> None:
         first = self.signal is None

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search import runfolder
-from search.run import cluster
+from search.run import cluster, preflight
 from search.runfolder import lock
 from search.runfolder.checkpoints import KEEP_CHECKPOINTS, KEEP_HELP
-from simvp_core.oneline import OneLineParser, short_path
+from simvp_core.env import EnvError
+from simvp_core.oneline import OneLineParser, printable, short_path
 
 if TYPE_CHECKING:
     from search.run.warm import Source
@@ -59,6 +60,7 @@ class Plan:
     dry_run: bool
     warm: tuple[Source, ...] = ()  # earlier searches seeding a new study (none on --resume)
     verbose: bool = False  # -v: the libraries' logs and the trials' output on the console too
+    checked: tuple[str, ...] = ()  # what the memory and disk checks found, in words (the dry run says it)
 
     @property
     def tune_path(self) -> str:
@@ -126,9 +128,18 @@ def make_plan(argv: list[str]) -> Plan:
         address=args.address or os.environ.get("RAY_ADDRESS") or None,
         max_concurrent=args.max_concurrent, reports_dir=args.reports_dir, resume=args.resume,
         previous=previous, data_dir=None, dry_run=args.dry_run, warm=warm, verbose=args.verbose)
-    if plan.address is None:  # an embedded Ray: one node with this machine's CPUs and GPUs
-        check_storage(plan, n_nodes=1)
-        check_local_resources(spec)
+    try:
+        if args.tracking_uri:
+            preflight.check_tracking_uri(args.tracking_uri)
+        preflight.check_address(plan.address)
+        if plan.address is None:  # an embedded Ray: one node with this machine's CPUs and GPUs
+            check_storage(plan, n_nodes=1)
+            check_local_resources(spec)
+            at_once = min(local_slots(plan), spec.total_trials())
+            plan = replace(plan, checked=(preflight.check_memory(spec, at_once),
+                                          preflight.check_disk(local_root(args.storage), spec, at_once)))
+    except preflight.PreflightError as e:
+        raise UsageError(str(e)) from e
     if plan.dry_run:
         return plan
     return replace(plan, data_dir=fetch_data(args.data_dir, spec.sample_fallback))
@@ -142,7 +153,7 @@ def load_spec(space_file: str, smoke: bool) -> SearchSpec:
     try:
         spec = load_space(space_file)
         spec = scale_to_smoke(spec) if smoke else spec
-    except SpaceError as e:
+    except (SpaceError, EnvError) as e:  # EnvError: a wrong $SIMVP_MAX_TRIALS
         raise UsageError(str(e)) from e
     if not spec.budget:
         return spec
@@ -196,6 +207,10 @@ def _previous(resuming: bool, run_dir: Path, tune_path: str, spec: SearchSpec,
     if previous.get("space_hash") not in (None, spec.fingerprint()):
         raise UsageError(f"--resume: {short_path(space_file)} no longer says what {short_path(run_dir)} "
                          "was started with (space file or --smoke changed); restore it, or start a new --name")
+    try:  # every file the driver will read back, before it writes anything
+        preflight.check_resumable(run_dir, tune_path, previous, spec)
+    except preflight.PreflightError as e:
+        raise UsageError(str(e)) from e
     return previous
 
 
@@ -205,6 +220,7 @@ STORAGE_LEVEL_NAMES = (runfolder.MLFLOW_DB, *(f"{runfolder.MLFLOW_DB}{s}" for s 
 # the URI schemes Ray Tune's storage (pyarrow.fs) can write to
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # as a space file's `experiment` (search.space.schema)
+MAX_NAME_CHARS = 100
 
 
 def _cut(text: str, limit: int = 60) -> str:
@@ -214,7 +230,12 @@ def _cut(text: str, limit: int = 60) -> str:
 
 def check_name(name: str) -> str:
     """The run name, as both a real run and --dry-run check it: a plain folder name (letters,
-    digits, '_', '.', '-'; not '.' or '..') that is not one of the storage folder's own files."""
+    digits, '_', '.', '-'; not '.' or '..'; at most MAX_NAME_CHARS, so <name>.md and the files
+    beside it stay under the 255 bytes a file name may have) that is not one of the storage
+    folder's own files."""
+    if len(name) > MAX_NAME_CHARS:
+        raise UsageError(f"--name {_cut(name)} ({len(name):,} characters): expected at most {MAX_NAME_CHARS} "
+                         "characters (it names runs/<name>/ and reports/<name>.md); choose a shorter --name")
     if not _PLAIN_NAME.fullmatch(name) or name in (".", ".."):
         raise UsageError(f"--name {_cut(name)}: expected a plain folder name (letters, digits, '_', '.', "
                          "'-'; no path separators, not '.' or '..'), e.g. --name my-search")
@@ -333,10 +354,10 @@ def dry_run(plan: Plan) -> str:
     algorithm = (f"OptunaSearch ({sampler[spec.algorithm]}), study {plan.name} in "
                  f"{plan.run_dir / runfolder.OPTUNA_DB}" if spec.algorithm in sampler
                  else "BasicVariantGenerator over the grid points")
-    lines = [explain(spec), f"search algorithm: {algorithm}", f"resources: {_where(plan)}",
+    lines = [f"search algorithm: {algorithm}", f"resources: {_where(plan)}",
              f"run folder: {plan.run_dir}" + (f" (Tune state in {plan.tune_path})"
                                               if is_uri(plan.storage) else ""),
-             f"tracking: {plan.tracking_uri}"]
+             f"tracking: {plan.tracking_uri}", *plan.checked]
     if plan.warm:
         from search.run import warm
 
@@ -345,7 +366,16 @@ def dry_run(plan: Plan) -> str:
         lines.append(f"resume: the search started {plan.previous.get('started', '?')} "
                      f"with {plan.previous.get('command', '?')}")
     lines.append("dry run: nothing started")
-    return "\n".join(lines)
+    return "\n".join([explain(spec), *map(printable, lines)])  # explain escapes what it quotes itself
+
+
+def local_slots(plan: Plan) -> int:
+    """Trials an embedded Ray runs at once: its CPUs (and GPUs) over a trial's, at most --max-concurrent."""
+    spec = plan.spec
+    slots = int((os.cpu_count() or 1) // spec.cpu)
+    if spec.gpu > 0:
+        slots = min(slots, int(local_gpus() // spec.gpu))
+    return max(1, min(slots, plan.max_concurrent or slots))
 
 
 def _where(plan: Plan) -> str:

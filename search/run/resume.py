@@ -35,13 +35,15 @@ def unfinished(trials: list) -> list:
 
 
 def restore_tuner(plan: Plan, trainable: Callable, param_space: dict[str, Any]) -> Any:
-    """The interrupted Tuner, searcher and scheduler state included; the Optuna study first
-    loses the trials that no Tune trial will report on."""
+    """The interrupted Tuner, searcher and scheduler state included; then (once Tune's state has
+    been read: a damaged one changes nothing) the Optuna study loses the trials that no Tune trial
+    will report on."""
     from ray import tune
 
+    tuner = tune.Tuner.restore(plan.tune_path, trainable, resume_errored=True, param_space=param_space)
     if plan.spec.algorithm in runfolder.OPTUNA_ALGORITHMS:
         release_orphan_optuna_trials(plan, live_configs(tune_trials(plan), plan.spec.repeats))
-    return tune.Tuner.restore(plan.tune_path, trainable, resume_errored=True, param_space=param_space)
+    return tuner
 
 
 def live_configs(trials: list, repeats: int) -> list[dict[str, Any]]:

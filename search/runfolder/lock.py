@@ -9,6 +9,7 @@ cannot be checked from here, so it is refused with the command that removes it. 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -20,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from search.runfolder import LOCK_FILE, timestamp
+from simvp_core.files import FileError, read_bytes, write_error
 from simvp_core.oneline import short_path
+
+MAX_LOCK_BYTES = 4096  # a lock is one line of JSON; a longer one is read no further
+MAX_PID = 2**22  # Linux's largest pid_max: a larger "pid" is nobody (and os.kill would overflow)
 
 
 class LockHeld(Exception):
@@ -56,7 +61,7 @@ def alive(info: dict[str, Any]) -> bool | None:
     if info.get("host") != socket.gethostname():
         return None
     pid = info.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID:
         return False
     try:
         os.kill(pid, 0)
@@ -73,18 +78,24 @@ def alive(info: dict[str, Any]) -> bool | None:
 
 def read(run_dir: Path, tries: int = 10) -> dict[str, Any] | None:
     """The lock's JSON; None when there is no lock. A lock being written (empty for a moment) is
-    read again; one still unreadable after that reads as {} (a holder that cannot be checked)."""
+    read again; one still unreadable after that reads as {} (a holder that cannot be checked).
+    LockHeld when the lock is no small regular file (a FIFO, a folder): it is not ours to remove."""
     path = Path(run_dir) / LOCK_FILE
     for attempt in range(tries):
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             return None
+        try:
+            text = read_bytes(path, MAX_LOCK_BYTES, "lock file").decode(errors="replace")
+        except FileError as e:
+            if e.errno == errno.ENOENT:
+                return None  # released meanwhile
+            raise LockHeld(f"{e.problem}; if no search of this name runs, remove it: "
+                           f"rm -r {short_path(path)}") from None
         try:
             info = json.loads(text)
             if isinstance(info, dict):
                 return info
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
         if attempt < tries - 1:
             time.sleep(0.05)
@@ -147,14 +158,22 @@ class Lock:
 
 
 def _create(path: Path, info: dict[str, Any]) -> bool:
+    """Create the lock holding `info`; False if one exists. A failed write (a full disk) removes the
+    empty lock it made and is a FileError."""
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(info) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    except OSError as e:
+        raise write_error(path, e) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(info) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        raise write_error(path, e) from None
     return True
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.metric import METRICS, best_column, best_of, direction
 from search.runfolder import RESULTS_FILE, RunFolderError
 from simvp_core.atomic import atomic_write
+from simvp_core.files import FileError, open_regular
+from simvp_core.oneline import short_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,19 +69,26 @@ def read(run_dir: Path) -> pd.DataFrame:
     import pyarrow as pa
 
     file = path(run_dir)
-    if not file.is_file():
-        raise RunFolderError(f"{file} not found: the search has not written its results yet; let it "
-                             "finish or resume it (python -m search.run SPACE --resume)")
+    if not os.path.lexists(file):
+        raise RunFolderError(f"{short_path(file)} not found: the search has not written its results yet; let "
+                             "it finish or resume it (python -m search.run SPACE --resume)")
+    fix = "it is incomplete or corrupt: resume the search to rewrite it"
     try:
-        df = pd.read_parquet(file)
-    except (OSError, ValueError, pa.ArrowException) as e:
-        reason = " ".join(str(e).split())
-        raise RunFolderError(f"{file} cannot be read ({type(e).__name__}: {reason}); it is incomplete "
-                             "or corrupt: resume the search to rewrite it") from e
+        with open_regular(file, RESULTS_FILE) as f:  # a FIFO or a folder is refused, not waited on
+            df = pd.read_parquet(f)
+    except FileError as e:
+        raise RunFolderError(f"{e.problem}; {fix}") from None
+    except (OSError, ValueError, RecursionError, pa.ArrowException) as e:
+        reason = " ".join(str(e).split())[:100]
+        raise RunFolderError(f"{short_path(file)} cannot be read ({type(e).__name__}: {reason}); {fix}") from e
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        raise RunFolderError(f"{file} lacks column(s) {', '.join(missing)}; it was not written by "
+        raise RunFolderError(f"{short_path(file)} lacks column(s) {', '.join(missing)}; it was not written by "
                              "this version of the search: rerun the search")
+    odd = sorted({str(s)[:20] for s in df["status"]} - set(STATUSES))
+    if odd or df["trial_id"].map(lambda t: not isinstance(t, str)).any():
+        raise RunFolderError(f"{short_path(file)} holds trials of unknown status ({', '.join(odd[:3]) or 'or id'}); "
+                             f"{fix}")
     for metric in (f"val_{m}" for m in METRICS):
         if best_column(metric) not in df.columns:
             df[best_column(metric)] = [best_of([r.get(metric) for r in history_rows(h)], direction(metric))

@@ -7,6 +7,7 @@ from search.runfolder.checkpoints import KEEP_CHECKPOINTS
 from search.space.schema import VALUE_KINDS
 from search.space.spec import Param, SearchSpec, show_when
 from simvp_core.config import TrainConfig, declared
+from simvp_core.oneline import printable
 
 HEADLINE = tuple(declared("headline"))  # the settings every plan shows, default or not
 
@@ -16,9 +17,9 @@ def explain(spec: SearchSpec) -> str:
     default = TrainConfig()
     fixed = {k: v for k, v in spec.base.to_dict().items()
              if k not in spec.names and (k in HEADLINE or getattr(default, k) != v)}
-    lines = [f"experiment: {spec.experiment}  ({spec.path})"]
+    lines = [f"experiment: {spec.experiment}  ({printable(spec.path)})"]  # control characters escaped
     if spec.description:
-        lines.append(f"  {spec.description}")
+        lines.append(f"  {printable(spec.description.strip())}")
     lines.append("base: " + " ".join(f"{k}={v}" for k, v in fixed.items())
                  + "  (other fields: TrainConfig defaults)")
     lines.append(f"space: {len(spec.space)} param(s)")
@@ -54,13 +55,15 @@ def explain(spec: SearchSpec) -> str:
                  f"(keep_checkpoints {spec.keep_checkpoints})")
     if spec.blocks:
         lines.append(f"blocks: {', '.join(spec.blocks)}")
-    sources = sorted({row["source"] for row in spec.published})
-    lines.append(f"published: {len(spec.published)} row(s)" + (f" ({', '.join(sources)})" if sources else ""))
+    sources = sorted({printable(row["source"])[:60] for row in spec.published})
+    more = f", +{len(sources) - 5} more" if len(sources) > 5 else ""
+    lines.append(f"published: {len(spec.published)} row(s)" + (f" ({', '.join(sources[:5])}{more})" if sources else ""))
     lines.append(f"total: {spec.total_trials()} trial(s), at most {spec.worst_case_epochs()} trial-epochs")
     return "\n".join(lines)
 
 
 def _show_param(p: Param) -> str:
-    if p.kind in VALUE_KINDS:
-        return f"{p.kind} {list(p.values)}"
+    if p.kind in VALUE_KINDS:  # a long list: its start and its length (a line stays readable)
+        shown = str(list(p.values))
+        return f"{p.kind} {shown}" if len(shown) <= 100 else f"{p.kind} {shown[:90]}, ...] ({len(p.values):,} values)"
     return f"{p.kind} [{p.low}, {p.high}]" + (f" step {p.step}" if p.step is not None else "")

@@ -1,28 +1,28 @@
 """What a space file may ask for at most, checked arithmetically before anything is expanded.
 
-MAX_TRIALS caps a grid's points and num_samples (each times repeats); $SIMVP_MAX_TRIALS overrides it.
+MAX_TRIALS caps a grid's points and num_samples (each times repeats); $SIMVP_MAX_TRIALS overrides it
+(an integer in [1, MAX_TRIALS_CEILING]; any other value is refused, simvp_core.env.EnvError).
 MAX_FILE_BYTES caps the file read before YAML parses it. brief() keeps quoted user values short.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
+
+from simvp_core import env
 
 MAX_TRIALS = 10_000  # trials per search; override with the environment variable SIMVP_MAX_TRIALS
 MAX_FILE_BYTES = 1_000_000  # a space file is a few kB; anything over 1 MB is refused unparsed
 ENV_MAX_TRIALS = "SIMVP_MAX_TRIALS"
+MAX_TRIALS_CEILING = 10_000_000  # what $SIMVP_MAX_TRIALS may raise the cap to: the checks stay linear in it
 QUOTE_CHARS = 60  # a user value quoted in an error line is cut to this many characters
 _MAX_STATES = 100_000  # exact grid counting keeps at most this many partial assignments
 
 
 def max_trials() -> int:
-    """MAX_TRIALS, or $SIMVP_MAX_TRIALS when it is set to a positive integer."""
-    raw = os.environ.get(ENV_MAX_TRIALS, "").strip()
-    if raw.isdigit() and int(raw) > 0:
-        return int(raw)
-    return MAX_TRIALS
+    """MAX_TRIALS, or $SIMVP_MAX_TRIALS when it is set (EnvError when it is not a positive integer)."""
+    return env.integer(ENV_MAX_TRIALS, MAX_TRIALS, 1, MAX_TRIALS_CEILING)
 
 
 def cap_hint() -> str:

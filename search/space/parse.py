@@ -6,17 +6,15 @@ Any problem, from an unreadable file to an unreachable published row, is one Spa
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from search import safe_yaml
 from search.space import rules
 from search.space.errors import SpaceError, from_validation
-from search.space.limits import MAX_FILE_BYTES, brief
+from search.space.limits import MAX_FILE_BYTES
 from search.space.schema import METRICS, VALUE_KINDS, SpaceFile
 from search.space.spec import Param, SearchSpec
 from simvp_core.config import TrainConfig
@@ -28,34 +26,16 @@ def load_space(path: str | Path) -> SearchSpec:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """The file's YAML as plain data, read as YAML 1.2 reads numbers; duplicate keys, anchors and
-    aliases (`&x` / `*x`: a few lines of them expand to gigabytes) and files over 1 MB are refused."""
-    file = str(path)
+    """The file's YAML as plain data (search.safe_yaml: the platform's one safe reader): duplicate
+    keys, anchors and aliases, non-string keys, deep nesting, long integers, files over 1 MB and
+    anything but a regular file are refused, as a SpaceError naming the place."""
     try:
-        with open(path, "rb") as f:  # at most one byte past the limit, whatever the file is
-            raw = f.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            raise SpaceError("(file)", f"over {MAX_FILE_BYTES:,} bytes, refused unread",
-                             "a space file of at most 1 MB (a search is a few kB of YAML: list values, "
-                             "not generated data)", file)
-        text = raw.decode()
-    except FileNotFoundError:
-        raise SpaceError("(file)", "no such file", "the path of a space file, e.g. spaces/smoke.yaml", file) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError("(file)", f"cannot be read ({e})", "a readable UTF-8 YAML file", file) from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
-    except _AliasError as e:
-        raise SpaceError(f"line {e.mark.line + 1}, column {e.mark.column + 1}", e.what,
-                         "no YAML anchors or aliases: write each value out where it is used", file) from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        expected = "each key once per mapping" if "duplicate key" in str(e.problem) else "valid YAML"
-        raise SpaceError(where, str(e.problem or e.context).replace("\n", " "), expected, file) from None
-    except yaml.YAMLError as e:
-        raise SpaceError("(yaml)", str(e).replace("\n", " "), "valid YAML", file) from None
-    return data
+        return safe_yaml.load_file(path, MAX_FILE_BYTES, "space file")
+    except safe_yaml.YamlError as e:
+        expected = ("the path of a space file, e.g. spaces/smoke.yaml" if e.what == "no such space file" else
+                    "a space file of at most 1 MB (a search is a few kB of YAML: list values, not generated "
+                    "data)" if e.what.startswith("over ") else e.expected)
+        raise SpaceError(e.where, e.what, expected, str(path)) from None
 
 
 def parse_space(data: Any, file: str) -> SearchSpec:
@@ -119,41 +99,3 @@ def _params(raw: SpaceFile, order: list[str], fixed: set[str]) -> tuple[Param, .
         step = rules.step_fits(key, kind, body.step, low, high)
         params[name] = Param(name, kind, low=low, high=high, step=step, when=when)
     return tuple(params.values())
-
-
-class _AliasError(Exception):
-    """An anchor or alias in a space file: refused before it is expanded."""
-
-    def __init__(self, what: str, mark: Any) -> None:
-        super().__init__(what)
-        self.what, self.mark = what, mark
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, anchors and aliases, and reads 1e-3 as a float
-    (YAML 1.2), not a string."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise _AliasError(f"YAML alias *{brief(event.anchor)[1:-1]}", event.start_mark)
-        if getattr(event, "anchor", None) is not None:
-            raise _AliasError(f"YAML anchor &{brief(event.anchor)[1:-1]}", event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # SafeLoader reports it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {brief(key)}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))

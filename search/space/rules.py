@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from search.space.errors import SpaceError
+from search.space.index import RowIndex, SameIndex, same
 from search.space.limits import brief, cap_hint, clip, grid_size, max_trials
 from search.space.schema import (
     BUDGET_KEYS,
@@ -21,7 +22,7 @@ from search.space.schema import (
     Search,
     given_values,
 )
-from search.space.spec import UNSET, Param, SearchSpec, expand, matches, on_step, same, show_when
+from search.space.spec import Param, SearchSpec, expand, on_step, show_when
 from simvp_core.config import TrainConfig, did_you_mean
 from simvp_core.presets import resolve_model_config
 
@@ -59,21 +60,13 @@ def one_kind(name: str, body: Any, algorithm: str) -> str:
 
 
 def distinct(key: str, values: list) -> None:
-    """Each value of a grid or choice once, and no more values than a search may have trials."""
+    """Each value of a grid or choice once, and no more values than a search may have trials;
+    indexed (SameIndex), so a long list is checked in linear time."""
     if len(values) > max_trials():
         raise SpaceError(key, f"{len(values):,} values, more than the trial cap", cap_hint())
-    if not any(isinstance(v, float) for v in values):  # str, int, bool: same() is ==, so hash them
-        seen: set = set()
-        for i, value in enumerate(values):
-            if value in seen:
-                raise SpaceError(f"{key}[{i}]", f"duplicate value {brief(value)}", "each value once")
-            seen.add(value)
-        return
-    ordered = sorted(values)
-    if not any(same(a, b) for a, b in zip(ordered, ordered[1:])):  # floats: a close pair is adjacent
-        return
+    index = SameIndex(values)
     for i, value in enumerate(values):
-        if any(same(value, v) for v in values[:i]):
+        if index.first(value) != i:
             raise SpaceError(f"{key}[{i}]", f"duplicate value {brief(value)}", "each value once")
 
 
@@ -118,11 +111,11 @@ def conditions(name: str, raw: dict[str, Any] | None, earlier: dict[str, Param])
             raise SpaceError(key, "empty list", f"one or more of {clip(list(param.values), 120)}")
         taken = []
         for item in items:
-            value = next((v for v in param.values if same(v, item)), UNSET)
-            if value is UNSET:
+            position = param.index.first(item)
+            if position is None:
                 raise SpaceError(key, f"{ref} never takes {brief(item)}",
                                  f"one or more of {clip(list(param.values), 120)}")
-            taken.append(value)
+            taken.append(param.values[position])
         out.append((ref, tuple(taken) if isinstance(allowed, list) else taken[0]))
     return tuple(out)
 
@@ -280,13 +273,14 @@ def warm_start(raw: list[str], algorithm: str) -> tuple[str, ...]:
 
 def blocks(raw: list[str], space: tuple[Param, ...]) -> tuple[str, ...]:
     """The report's blocks: searched params, each once."""
-    names = [p.name for p in space]
+    names, seen = [p.name for p in space], set()
     for i, name in enumerate(raw):
         if name not in names:
             raise SpaceError(f"blocks[{i}]", f"{brief(name)} is not a searched param" + did_you_mean(name, names),
                              f"one of {', '.join(names) or '(space is empty)'}")
-        if name in raw[:i]:
+        if name in seen:
             raise SpaceError(f"blocks[{i}]", f"duplicate {brief(name)}", "each param once")
+        seen.add(name)
     return tuple(raw)
 
 
@@ -299,10 +293,10 @@ def grid_builds(spec: SearchSpec) -> None:
 
 
 def published(rows: list[Published], spec: SearchSpec) -> tuple[dict, ...]:
-    """The paper's rows: a value each, a match some trial of this search reaches."""
+    """The paper's rows: a value each, a match some trial of this search reaches (found through an
+    index of the trials by value, so many rows against many trials stay fast)."""
     by_name = {p.name: p for p in spec.space}
-    trials = spec.grid_points() if spec.algorithm == "grid" else list(spec.points_to_evaluate)
-    configs = _LazyConfigs(trials, spec) if rows else []  # each trial's config built once, when first needed
+    trials = None  # the trials' index, built when the first row needs it
     out = []
     for i, row in enumerate(rows):
         key = f"published[{i}]"
@@ -319,28 +313,19 @@ def published(rows: list[Published], spec: SearchSpec) -> tuple[dict, ...]:
             elif not same(value, getattr(spec.base, name)):
                 raise SpaceError(mkey, f"{name} is fixed at {brief(getattr(spec.base, name))} in base, "
                                  f"so no trial has {brief(value)}", "base's value or a searched param")
-        if not any(_reaches(match, t, c, spec) for t, c in zip(trials, configs)):
+        trials = trials or RowIndex(spec.grid_points() if spec.algorithm == "grid" else list(spec.points_to_evaluate))
+        if not _reached(match, trials, spec):
             raise SpaceError(f"{key}.match", "no trial of this search has this configuration",
                              "a match equal to a grid point (grid) or to an entry of search.points_to_evaluate")
         out.append({"match": match, "source": row.source, **values})
     return tuple(out)
 
 
-def _reaches(match: dict[str, Any], point: dict[str, Any], config: TrainConfig, spec: SearchSpec) -> bool:
-    """A published match is reached by a point when every searched key of it is fixed by the point."""
-    if any(name in spec.names and name not in point for name in match):
-        return False
-    return matches(match, config)
-
-
-class _LazyConfigs:
-    """The trial configs of `trials` (seed dropped), built on first use and kept for the next row."""
-
-    def __init__(self, trials: list[dict], spec: SearchSpec) -> None:
-        self.trials, self.spec, self.built = trials, spec, []
-
-    def __iter__(self):
-        for i, point in enumerate(self.trials):
-            if i == len(self.built):
-                self.built.append(self.spec.trial_config({k: v for k, v in point.items() if k != "seed"}))
-            yield self.built[i]
+def _reached(match: dict[str, Any], trials: RowIndex, spec: SearchSpec) -> bool:
+    """Some trial sets every searched key of the match to its value (the fixed keys equal base's,
+    checked above): what `matches` asks of each trial's config, by index."""
+    found = trials.all
+    for name, value in match.items():
+        if name in spec.names:
+            found &= trials.having(name, value)
+    return found != 0

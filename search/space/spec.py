@@ -6,9 +6,11 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from search.runfolder.checkpoints import DEFAULT_KEEP
+from search.space.index import SameIndex, plain, same
 from search.space.schema import VALUE_KINDS
 from simvp_core.config import FIELD_TYPES, TrainConfig
 
@@ -32,10 +34,15 @@ class Param:
         """Whether this param is used for a trial whose other searched values are `params`."""
         return all(params.get(name, UNSET) in as_tuple(allowed) for name, allowed in self.when)
 
+    @cached_property
+    def index(self) -> SameIndex:
+        """The positions of `values` by `same`: each lookup O(log n), whatever the list's length."""
+        return SameIndex(self.values)
+
     def contains(self, value: Any) -> bool:
         """Whether `value` (already of the field's type) is one this param can take."""
         if self.kind in VALUE_KINDS:
-            return any(same(value, v) for v in self.values)
+            return self.index.rows(value) != 0
         if not self.low <= value <= self.high:
             return False
         return self.step is None or on_step(value, self.low, self.step)
@@ -185,20 +192,6 @@ def matches(match: dict[str, Any], config: Any) -> bool:
     of a published row's `match`: the one rule the space's checks and the report's tables share."""
     get = config.get if isinstance(config, dict) else (lambda k: getattr(config, k))
     return all(same(plain(get(k)), v) for k, v in match.items())
-
-
-def plain(value: Any) -> Any:
-    """A numpy scalar (as pandas rows hold them) as the Python value it stands for."""
-    return value.item() if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)) else value
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal as settings: floats within 1e-12, True never equal to 1."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, abs_tol=1e-12)
-    return a == b
 
 
 def show_when(when: tuple[tuple[str, Any], ...]) -> str:

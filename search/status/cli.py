@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from search.runfolder import EXPERIMENT_FILE, RunFolderError
 from search.status.state import status
-from simvp_core.oneline import OneLineParser, duration, short_path
+from simvp_core.oneline import OneLineParser, duration, print_error, short_path
 
 
 def build_parser() -> OneLineParser:
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         found = status(run_folder(args.run, args.storage))
     except RunFolderError as e:
-        print(f"error: {' '.join(str(e).split())[:300]}", file=sys.stderr)
+        print_error(' '.join(str(e).split()))
         return 2
     print(json.dumps(found, indent=2) if args.json else text(found))
     return 0

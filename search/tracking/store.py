@@ -9,6 +9,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from simvp_core.oneline import clip_middle, printable
+
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # no progress bars on the console
 # The experiment's kind for the MLflow UI: training runs, not a GenAI app (the UI's own constants).
@@ -50,8 +52,9 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def error_line(e: BaseException) -> str:
-    """An exception in one short line."""
-    return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    """An exception in one short line (at most 160 characters, its middle cut: the exception's kind
+    and the end of the message stay)."""
+    return clip_middle(printable(f"{type(e).__name__}: {' '.join(str(e).split())}"), 160)
 
 
 def probe(uri: str) -> str | None:

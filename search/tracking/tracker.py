@@ -19,6 +19,7 @@ from search.metric import DEFAULT as DEFAULT_METRIC
 from search.metric import METRICS, best_column
 from search.tracking.store import KIND_TAG, TRAINING_KIND, error_line
 from simvp_core.config import FIELD_TYPES
+from simvp_core.oneline import MAX_LINE, clip_middle, printable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -61,8 +62,8 @@ class Tracker:
         """Stop logging for the rest of the search and say so once."""
         if self.enabled:
             self.off_reason = reason
-            print(f"MLflow logging is off: {reason} (tracking URI {self.uri}); "
-                  "results.parquet and the report are unaffected")
+            print(clip_middle(f"MLflow logging is off: {reason} (tracking URI {printable(self.uri)}); "
+                              "results.parquet and the report are unaffected", MAX_LINE))
 
     def _guard(self, fn: Callable[[], Any]) -> Any:
         if not self.enabled:

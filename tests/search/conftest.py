@@ -177,3 +177,25 @@ def free_port():
 def subprocess_env():
     """subprocess_env(**extra) -> environment for a driver subprocess (repo importable, no auth)."""
     return _subprocess_env
+
+
+@pytest.fixture
+def listening() -> Iterator[str]:
+    """host:port of a server that answers as a gRPC server does (an HTTP/2 SETTINGS frame), as a
+    Ray cluster's head: what the plan's probe of --address asks of it."""
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = s.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        threading.Thread(target=serve, daemon=True).start()
+        yield f"127.0.0.1:{s.getsockname()[1]}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import re
 import subprocess
 import sys
@@ -139,7 +140,7 @@ def test_cli_exits_2_on_a_broken_file(tmp_path: Path) -> None:
     result = run_cli(AWS_FILE, broken)
     assert result.returncode == 2
     assert f"OK {AWS_FILE}" in result.stdout
-    assert f"ERROR {broken}" in result.stdout
+    assert f"ERROR {broken}" in result.stderr and "ERROR" not in result.stdout
 
 
 def test_security_group_opens_only_ssh_to_a_limited_range() -> None:
@@ -311,3 +312,24 @@ def test_ssh_open_to_the_world_is_a_warning_not_an_error(tmp_path: Path) -> None
     assert any("ports 22-22 open to 0.0.0.0/0" in w for w in warnings(path))
     result = run_cli(path)
     assert result.returncode == 0 and "WARNING" in result.stdout, result.stdout
+
+
+def test_files_that_cannot_be_read_safely_are_one_line_each_on_stderr(tmp_path: Path) -> None:
+    """Issue 23: aliases that expand to gigabytes, nesting past Python's recursion, a FIFO, a huge
+    file: each refused in one line (once a 15 MB one), the shipped file with its aliases still OK."""
+    laughs = tmp_path / "laughs.yaml"
+    laughs.write_text("cluster_name: x\na: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefg", "bcdefgh")))
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("cluster_name: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    big = tmp_path / "big.yaml"
+    big.write_text("cluster_name: x\n" + "# padding\n" * 200_000)
+    os.mkfifo(tmp_path / "fifo.yaml")
+    bad = [laughs, deep, big, tmp_path / "fifo.yaml"]
+    result = run_cli(AWS_FILE, *bad)
+    assert result.returncode == 2 and f"OK {AWS_FILE}" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(bad) and all(len(line) <= 300 for line in lines), lines
+    for path, line, words in zip(bad, lines, ("expand it to over 100,000 values", "nest", "refused unread",
+                                             "a FIFO (named pipe)")):
+        assert line.startswith(f"ERROR {path}: ") and words in line, line

@@ -91,7 +91,7 @@ def test_predict_writes_a_gif_of_input_target_and_prediction_per_sequence(store,
      "Registered Model with name=never-registered not found"),
     (["--model-uri", "runs:/{run_id}/trained", "--tracking-uri", "{uri}"], "without extra_files/simvp_model.pt"),
     (["--model-uri", "runs:/{run_id}/nope.pt", "--tracking-uri", "{uri}"], "not found in sqlite:///"),
-    (["--checkpoint", "{folder}/nope.pt"], "nope.pt: no such file"),
+    (["--checkpoint", "{folder}/nope.pt"], "nope.pt: no such checkpoint"),
 ])
 def test_a_bad_model_source_is_one_line_and_exit_2(store, capsys, tmp_path, monkeypatch, argv, words) -> None:
     """Nothing is written: no output, no store made where none was (MLflow's default ./mlflow.db)."""

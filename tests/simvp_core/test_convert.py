@@ -125,3 +125,60 @@ def test_a_checkpoint_holding_objects_weights_only_refuses_is_refused_with_the_f
     assert convert.main(["from-openstl", str(tmp_path / "ns.ckpt"), str(tmp_path / "out.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert "weights_only=True refuses" in err and "state_dict alone" in err and len(err) < 300
+
+
+def test_no_conversion_writes_over_its_input_or_another_kind_of_file_without_overwrite(tmp_path, capsys):
+    from simvp_core.config import TrainConfig
+    from simvp_core.trainer import Trainer
+
+    trainer = Trainer(TrainConfig(preset="simvpv2", **TINY, train_size=4, val_size=2, test_size=2, batch_size=2,
+                                  eval_batch_size=2, epochs=1, device="cpu"), data_dir="sample")
+    ckpt = tmp_path / "checkpoint.pt"
+    trainer.save_checkpoint(ckpt)
+    before = ckpt.read_bytes()
+    cases = [(["to-openstl", str(ckpt), str(ckpt)], "the output is the input"),  # issue 23's case
+             (["from-openstl", str(ckpt), str(ckpt)], "the output is the input")]
+    (tmp_path / "notes.txt").write_text("my notes")
+    cases.append((["to-openstl", str(ckpt), str(tmp_path / "notes.txt")], "holds something else, not an OpenSTL"))
+    assert convert.main(["to-openstl", str(ckpt), str(tmp_path / "a.ckpt")]) == 0
+    cases.append((["from-openstl", str(tmp_path / "a.ckpt"), str(ckpt)],
+                  "holds a trainer checkpoint, not a SimVP model"))
+    capsys.readouterr()
+    for argv, words in cases:
+        assert convert.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and "--overwrite" in err and err.count("\n") == 1, err
+    assert ckpt.read_bytes() == before and (tmp_path / "notes.txt").read_text() == "my notes"
+    assert convert.main(["to-openstl", str(ckpt), str(tmp_path / "a.ckpt")]) == 0  # its own kind: replaced
+    assert convert.main(["to-openstl", str(ckpt), str(tmp_path / "notes.txt"), "--overwrite"]) == 0
+    assert convert.file_kind(tmp_path / "notes.txt") == convert.OPENSTL_FILE
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda f: f.update(model={k: v.to(torch.complex64) for k, v in f["model"].items()}), "complex, not real"),
+    (lambda f: f.update(overrides="c_s=4"), "a malformed model file"),
+    (lambda f: f.update(preset=["simvpv2"]), "a malformed model file"),
+    (lambda f: f.update(model="weights"), "its weights are a str, not a state dict"),
+    (lambda f: f["model"].update({next(iter(f["model"])): [1.0, 2.0]}), "not a tensor"),
+    (lambda f: f.update(format="simvp-model/1", preset="nope"), "unknown preset 'nope'"),
+])
+def test_a_malformed_model_file_is_refused_in_one_line(tmp_path, damage, words):
+    state = build_model("simvpv2", **TINY).state_dict()
+    convert.save_model_file(tmp_path / "m.pt", "simvpv2", TINY, state)
+    content = torch.load(tmp_path / "m.pt", weights_only=True)
+    damage(content)
+    torch.save(content, tmp_path / "m.pt")
+    with pytest.raises(convert.ConvertError) as info:
+        convert.load_model(tmp_path / "m.pt")
+    assert words in str(info.value) and len(str(info.value)) < 300 and "\n" not in str(info.value)
+
+
+def test_a_trainer_checkpoint_claiming_impossible_epochs_is_refused(tmp_path):
+    from simvp_core.config import TrainConfig
+
+    cfg = TrainConfig(preset="simvpv2", **TINY, epochs=2)
+    model = build_model("simvpv2", **TINY)
+    torch.save({"version": 1, "config": cfg.to_dict(), "epoch": 10**30, "history": "[]",
+                "model": model.state_dict()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(convert.ConvertError, match=r"a malformed trainer checkpoint \(its config, or epoch 1000"):
+        convert.load_model(tmp_path / "checkpoint.pt")

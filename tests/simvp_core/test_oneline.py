@@ -55,3 +55,14 @@ def test_every_cli_refuses_an_unknown_flag_in_one_line(module: str, capsys) -> N
         parse(["--no-such-flag"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: python -m "), err
+
+
+def test_control_characters_are_escaped_so_nothing_breaks_a_line_or_the_terminal():
+    from simvp_core.oneline import error_line, printable
+
+    raw = "name\nsecond line\r\x1b[31mred\x07\u2028end\x9b"
+    assert printable(raw) == "name\\nsecond line\\r\\x1b[31mred\\x07\\u2028end\\x9b"
+    assert printable("plain: ünïcödé, tabs\tstay visible") == "plain: ünïcödé, tabs\\tstay visible"
+    line = error_line("what is wrong: " + "x" * 1000 + "; the fix\n")
+    assert len(line) == 300 and line.startswith("error: what is wrong: ") and line.endswith("; the fix")
+    assert "\n" not in line and " ... " in line

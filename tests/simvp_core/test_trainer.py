@@ -1,6 +1,7 @@
 """Trainer: OneCycle per step, deterministic per seed, exact resume, divergence detection."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -155,13 +156,22 @@ def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line_naming_it(digits,
         "version.pt": ({**state, "version": 99}, "format version 99"),
         "config.pt": (other.state_dict(), "written for a different config: c_s 6 (now 4)"),
         "model.pt": ({**state, "model": other.model.state_dict()}, "written for a different model"),
+        # issue 23: what a checkpoint claims is checked before it is believed
+        "epochs.pt": ({**state, "epoch": 10**30}, "claims 1000000000000000000000000000000 epochs done"),
+        "history.pt": ({**state, "history": "[]"}, "its history is not 1 epoch rows"),
+        "complex.pt": ({**state, "model": {k: v.to(torch.complex64) if v.is_floating_point() else v
+                                           for k, v in state["model"].items()}}, "complex weights"),
+        "rng.pt": ({**state, "rng_cpu": torch.zeros(3)}, "RNG state is malformed"),
+        "fifo.pt": (None, "a FIFO (named pipe), not a regular checkpoint"),
     }
     for name, (content, _) in files.items():
-        if isinstance(content, bytes):
+        if content is None:
+            os.mkfifo(tmp_path / name)  # a read would block for ever
+        elif isinstance(content, bytes):
             (tmp_path / name).write_bytes(content)
         else:
             torch.save(content, tmp_path / name)
-    before = {name: (tmp_path / name).read_bytes() for name in files}
+    before = {name: (tmp_path / name).read_bytes() for name in files if files[name][0] is not None}
     fresh = make(digits)
     weights = {k: v.clone() for k, v in fresh.model.state_dict().items()}
     for name, (_, words) in files.items():
@@ -173,7 +183,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line_naming_it(digits,
         assert isinstance(info.value, ValueError)  # the CLI's exit code 2
     assert fresh.epoch == 0 and fresh.history == []  # nothing restored from any of them
     assert all(torch.equal(v, weights[k]) for k, v in fresh.model.state_dict().items())
-    assert {name: (tmp_path / name).read_bytes() for name in files} == before
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
 
 
 def save_as_written_on_cuda(state: dict, path) -> None:

@@ -497,3 +497,18 @@ def test_the_command_row_shows_no_folder_of_the_machine_it_ran_on(tmp_path):
             "--tracking-uri sqlite:///.../mlflow.db --storage s3://bucket/runs --name 'a b'` |") in md
     assert "| space file | `.../x.yaml` |" in md
     assert "/home/ann" not in md and "/srv" not in md and "/tmp/rep" not in md
+
+
+def test_control_characters_read_back_from_the_run_folder_are_escaped_in_the_report(tmp_path):
+    """Issue 23: a description, a command or a trial's error carrying newlines and terminal escapes
+    cannot break the report's lines or tables."""
+    rows = [trial("only", test=(np.nan,) * 4, epochs_run=1, lambda_ddr=0.0, batch_size=32, status="errored",
+                  status_detail="RuntimeError: boom\nsecond line | \x1b[31mred")]
+    run_dir = make_run_dir(tmp_path, rows, name="ctrl", blocks=[], published=[], predictions=False,
+                           description="first\nsecond \x1b[2J", command="python -m search.run '\x07x\r.yaml'")
+    md = build_report(run_dir, tmp_path / "reports").read_text()
+    assert not any(c in md for c in "\x1b\x07\r")
+    assert "first\\nsecond \\x1b[2J" in md and "'\\x07x\\r.yaml'" in md
+    assert "RuntimeError: boom" in md and "second line" in md
+    table_lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert all(line.endswith(" |") for line in table_lines)  # no row cut by a newline

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,12 +27,12 @@ def run(*argv: Any) -> int:
     return main([str(a) for a in argv])
 
 
-def test_every_shipped_space_passes_dry_run_on_a_cluster_and_as_smoke_here(tmp_path: Path,
+def test_every_shipped_space_passes_dry_run_on_a_cluster_and_as_smoke_here(tmp_path: Path, listening: str,
                                                                             capsys) -> None:
     assert SHIPPED_SPACES, "no space files in spaces/"
     storage = tmp_path / "runs"
     for path in SHIPPED_SPACES:  # in-process: the command line itself is covered below
-        for extra in (("--address", "cluster:6379"), ("--smoke",)):
+        for extra in (("--address", listening), ("--smoke",)):
             assert run(path, "--dry-run", "--storage", storage, *extra) == 0, capsys.readouterr().err
             out = capsys.readouterr().out
             assert str(path) in out and out.rstrip().endswith("dry run: nothing started")
@@ -44,22 +46,59 @@ def test_the_dry_run_refuses_what_the_run_refuses_with_the_same_line(
     (storage / "taken" / "experiment.json").write_text("{}")
     grid = {"lr": {"grid": [0.01]}}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, whatever this machine has
-    cases = {
-        "a trial needs more CPUs": (write_space(tmp_path, "big", grid, resources={"cpu": 4096}),),
-        "a trial needs a GPU": (write_space(tmp_path, "gpu", grid, resources={"cpu": 1, "gpu": 1}),),
-        "the run folder exists": (write_space(tmp_path, "taken", grid),),
-        "a bad name": (write_space(tmp_path, "named", grid), "--name", "a/b"),
-        "nothing to resume": (write_space(tmp_path, "fresh", grid), "--resume"),
-        "a bad --max-concurrent": (write_space(tmp_path, "conc", grid), "--max-concurrent", 0),
-    }
-    for case, argv in cases.items():
-        assert run(*argv, "--storage", storage, "--dry-run") == 2, case
-        dry = capsys.readouterr()
-        assert run(*argv, "--storage", storage) == 2, case
-        real = capsys.readouterr()
-        assert dry.err == real.err and len(dry.err.strip().splitlines()) == 1, case
-        assert dry.out == real.out == "", case
-    assert sorted(p.name for p in storage.iterdir()) == ["taken"]
+    for name, node in (("fifo_lock", os.mkfifo), ("dir_lock", os.mkdir)):  # a lock no search wrote
+        (storage / name).mkdir()
+        node(storage / name / "search.lock")
+    (storage / "damaged" / "tune").mkdir(parents=True)  # resumable, but its experiment.json is wrong
+    (storage / "damaged" / "tune" / "tuner.pkl").write_bytes(b"")
+    (storage / "damaged" / "experiment.json").write_text('{"wall_seconds": "abc"}')
+    (tmp_path / "afile").write_text("a file")
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        cases = {
+            "a trial needs more CPUs": (write_space(tmp_path, "big", grid, resources={"cpu": 4096}),),
+            "a trial needs a GPU": (write_space(tmp_path, "gpu", grid, resources={"cpu": 1, "gpu": 1}),),
+            "the run folder exists": (write_space(tmp_path, "taken", grid),),
+            "a bad name": (write_space(tmp_path, "named", grid), "--name", "a/b"),
+            "nothing to resume": (write_space(tmp_path, "fresh", grid), "--resume"),
+            "a bad --max-concurrent": (write_space(tmp_path, "conc", grid), "--max-concurrent", 0),
+            # issue 23
+            "a name over 100 characters": (write_space(tmp_path, "long", grid), "--name", "n" * 300),
+            "a lock that is a FIFO": (write_space(tmp_path, "fifo_lock", grid),),
+            "a lock that is a folder": (write_space(tmp_path, "dir_lock", grid), "--resume"),
+            "a damaged experiment.json": (write_space(tmp_path, "damaged", grid), "--resume"),
+            "reports under a file": (write_space(tmp_path, "rep", grid), "--reports-dir", tmp_path / "afile" / "r"),
+            "a malformed --tracking-uri": (write_space(tmp_path, "uri", grid), "--tracking-uri", "http://[x"),
+            "no Ray cluster at --address": (write_space(tmp_path, "addr", grid), "--address",
+                                            f"127.0.0.1:{dead.getsockname()[1]}"),
+            "a wrong $SIMVP_MAX_TRIALS": (write_space(tmp_path, "env", grid), {"SIMVP_MAX_TRIALS": "-1"}),
+            "trials over the memory": (write_space(tmp_path, "mem", grid), {"SIMVP_MEMORY_LIMIT_MB": "10"}),
+        }
+        for case, argv in cases.items():
+            env = argv[-1] if isinstance(argv[-1], dict) else {}
+            argv = argv[:-1] if env else argv
+            with monkeypatch.context() as mp:
+                for k, v in env.items():
+                    mp.setenv(k, v)
+                assert run(*argv, "--storage", storage, "--dry-run") == 2, case
+                dry = capsys.readouterr()
+                assert run(*argv, "--storage", storage) == 2, case
+                real = capsys.readouterr()
+            assert dry.err == real.err and len(dry.err.strip().splitlines()) == 1, case
+            assert len(dry.err) <= 301 and dry.out == real.out == "", case
+    assert sorted(p.name for p in storage.iterdir()) == ["damaged", "dir_lock", "fifo_lock", "taken"]
+    assert (storage / "damaged" / "experiment.json").read_text() == '{"wall_seconds": "abc"}'
+
+
+def test_the_dry_run_says_each_trials_memory_and_disk_and_escapes_what_it_quotes(
+        tmp_path: Path, write_space, capsys) -> None:
+    space = write_space(tmp_path, "said", {"lr": {"grid": [0.01, 0.02]}},
+                        description="first line\nsecond line \x1b[31mred")
+    assert run(space, "--storage", tmp_path / "runs", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "  first line\\nsecond line \\x1b[31mred" in out and "\x1b" not in out
+    assert re.search(r"^memory: about [\d.]+ MB \(batch_size 8: .*\) per trial, 2 at once; [\d.]+ GB", out, re.M)
+    assert re.search(r"^disk: about [\d.]+ MB per trial checkpoint \([\d.]+ MB for all 2\), .* free$", out, re.M)
 
 
 def test_broken_spaces_exit_2_with_one_line(tmp_path: Path, subprocess_env) -> None:
@@ -93,14 +132,14 @@ def test_help_and_the_dry_run_import_neither_ray_nor_torch(tmp_path: Path, write
         assert out.stdout.splitlines()[-1] == "heavy: []", argv
 
 
-def test_a_plan_holds_every_resolved_option(tmp_path: Path, write_space, monkeypatch) -> None:
+def test_a_plan_holds_every_resolved_option(tmp_path: Path, write_space, monkeypatch, listening: str) -> None:
     space = write_space(tmp_path, "opts", {"lr": {"uniform": [0.001, 0.01]}},
                         {"algorithm": "random", "num_samples": 2, "seed": 5})
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    monkeypatch.setenv("RAY_ADDRESS", listening)
     plan = make_plan([str(space), "--storage", "s3://bucket/prefix", "--max-concurrent", "3",
                       "--reports-dir", "out", "--dry-run"])
-    assert (plan.name, plan.storage, plan.address) == ("opts", "s3://bucket/prefix", "head:6379")
+    assert (plan.name, plan.storage, plan.address) == ("opts", "s3://bucket/prefix", listening)
     assert plan.run_dir == tmp_path / "runs" / "opts"
     assert plan.tune_storage == "s3://bucket/prefix/opts" and plan.tune_path.endswith("/opts/tune")
     assert plan.tracking_uri == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +46,24 @@ def test_experiment_json_round_trips_and_predictions_have_one_place(tmp_path: Pa
 @pytest.mark.parametrize("content, words", [
     (None, "experiment.json not found"),
     ("{half", "is not valid JSON"),
-    ("[1, 2]", "holds list, not the search's description"),
+    ("[1, 2]", "holds a list, not the search's description"),
+    ('{"wall_seconds": "abc"}', "wall_seconds is a string, expected a number"),
+    ('{"wall_seconds": 1e300}', "wall_seconds is 1e+300, expected a finite number >= 0"),
+    ('{"finished": 5}', "finished is a number, expected a string or null"),
+    ('{"searched": [1, 2]}', "searched holds something other than names"),
+    ('{"epochs": ' + "9" * 5000 + "}", "is not valid JSON (Exceeds the limit"),
+    ("[" * 100_000 + "]" * 100_000, "is not valid JSON (nested too deeply)"),
+    ("FIFO", "a FIFO (named pipe), not a regular experiment.json"),
+    ("FOLDER", "a folder, not a regular experiment.json"),
 ])
 def test_an_unusable_experiment_json_is_one_line_naming_it_and_the_fix(tmp_path: Path, content, words) -> None:
     run_dir = tmp_path / "x"
     run_dir.mkdir()
-    if content is not None:
+    if content == "FIFO":
+        os.mkfifo(run_dir / runfolder.EXPERIMENT_FILE)  # a read would block for ever
+    elif content == "FOLDER":
+        (run_dir / runfolder.EXPERIMENT_FILE).mkdir()
+    elif content is not None:
         (run_dir / runfolder.EXPERIMENT_FILE).write_text(content)
     before = snapshot(tmp_path)
     with pytest.raises(runfolder.RunFolderError) as info:
@@ -74,7 +88,7 @@ def test_a_failed_write_keeps_the_old_experiment_json(tmp_path: Path, monkeypatc
 
 def test_results_written_before_the_best_columns_get_them_from_the_history_on_reading(tmp_path: Path) -> None:
     history = [{"epoch": 1, "val_mse": 50.0, "val_ssim": 0.5}, {"epoch": 2, "val_mse": 60.0, "val_ssim": 0.4}]
-    row = {c: 0 for c in results.REQUIRED} | {"trial_id": "t0", "history": json.dumps(history)}
+    row = {c: 0 for c in results.REQUIRED} | {"trial_id": "t0", "status": "completed", "history": json.dumps(history)}
     pd.DataFrame([row]).to_parquet(results.path(tmp_path), index=False)
     before = snapshot(tmp_path)
     df = results.read(tmp_path)
@@ -101,17 +115,36 @@ def test_predictions_are_read_back_checked(tmp_path: Path) -> None:
 def test_the_study_is_found_by_name_or_as_the_only_one(tmp_path: Path) -> None:
     import optuna
 
-    with pytest.raises(runfolder.RunFolderError, match="optuna.db not found"):
+    with pytest.raises(runfolder.RunFolderError, match="optuna.db: no such optuna.db"):
         runfolder.read_study(tmp_path, "s")
     storage = runfolder.optuna_storage(tmp_path)
     optuna.create_study(study_name="s", storage=storage)
     assert runfolder.read_study(tmp_path, None).study_name == "s"
-    with pytest.raises(runfolder.RunFolderError, match="study 'other' is not in optuna.db"):
+    with pytest.raises(runfolder.RunFolderError, match=r"optuna.db holds no study 'other' \(it holds: s\)"):
         runfolder.read_study(tmp_path, "other")
     optuna.create_study(study_name="t", storage=storage)
-    with pytest.raises(runfolder.RunFolderError, match=r"holds 2 studies \(s, t\)"):
+    with pytest.raises(runfolder.RunFolderError, match=r"holds no study 'None' \(it holds: s, t\)"):
         runfolder.read_study(tmp_path, None)
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / runfolder.OPTUNA_DB).write_text("not a database")
-    with pytest.raises(runfolder.RunFolderError, match="optuna.db cannot be read"):
-        runfolder.read_study(tmp_path / "broken", None)
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("text", "optuna.db is not an SQLite database"),
+    ("truncated", "optuna.db cannot be read"),
+    ("fifo", "optuna.db: a FIFO (named pipe), not a regular optuna.db"),
+])
+def test_a_damaged_study_is_one_line_and_left_as_it_is(tmp_path: Path, damage, words) -> None:
+    import optuna
+
+    path = tmp_path / runfolder.OPTUNA_DB
+    if damage == "text":
+        path.write_text("not a database")
+    elif damage == "fifo":
+        os.mkfifo(path)
+    else:  # a real study cut after its header: SQLite's own file, missing its tables' pages
+        optuna.create_study(study_name="s", storage=runfolder.optuna_storage(tmp_path))
+        path.write_bytes(path.read_bytes()[:1024])
+    before = snapshot(tmp_path)
+    with pytest.raises(runfolder.RunFolderError, match=re.escape(words)) as info:
+        runfolder.read_study(tmp_path, "s")
+    assert "\n" not in str(info.value) and "--name NEW" in str(info.value)
+    assert snapshot(tmp_path) == before

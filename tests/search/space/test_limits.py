@@ -152,9 +152,7 @@ def test_a_grid_at_the_cap_still_loads():
 
 
 def load_space_text(text: str, name: Path):
-    import yaml
-
+    from search import safe_yaml
     from search.space import parse_space
-    from search.space.parse import _Loader
 
-    return parse_space(yaml.load(text, Loader=_Loader), str(name))
+    return parse_space(safe_yaml.loads(text), str(name))
