@@ -233,6 +233,12 @@ def counted_tflops(gmacs_per_seq: float, seq_per_s: float) -> float:
     return gmacs_per_seq * 1e9 * TRAINING_STEP_FLOPS_PER_MAC * seq_per_s / 1e12
 
 
+def speedup(windows: list[float], base: list[float]) -> float:
+    """The median over rounds of a path's window over the baseline's window of the same round (window
+    i of every path ran in round i, under similar load), not the ratio of the two medians."""
+    return statistics.median(w / b for w, b in zip(windows, base, strict=True))
+
+
 def training_table(presets: list[str], paths: list[str], device: str, batch_size: int,
                    budget: Budget, data_dir: str | Path | None, overrides: dict | None = None,
                    peak: tuple[float, str] | None = None, isolate: bool = True,
@@ -252,9 +258,8 @@ def training_table(presets: list[str], paths: list[str], device: str, batch_size
         base = results[BASELINE]["windows_seq_per_s"]
         for path in paths:
             row[f"{path} seq/s"] = results[path]["seq_per_s"]
-            if path != BASELINE:  # window i of every path ran in the same round, under similar load
-                row[f"{path}/plain"] = statistics.median(
-                    w / b for w, b in zip(results[path]["windows_seq_per_s"], base))
+            if path != BASELINE:
+                row[f"{path}/plain"] = speedup(results[path]["windows_seq_per_s"], base)
         for path in (BASELINE, DEFAULT):
             row[f"{path} peak MiB"] = results[path]["peak_mib"]
         row["default TFLOP/s"] = counted_tflops(row["GMACs/seq"], row["default seq/s"])
@@ -323,6 +328,12 @@ def concurrency_table(preset: str, device: str, counts: list[int], batch_size: i
                                                       data_dir, overrides, timeout_s)}
         log(f"  {n} concurrent trial(s): {row['aggregate seq/s']:.2f} seq/s in all")
         rows.append(row)
+    return scaling(rows)
+
+
+def scaling(rows: list[dict]) -> list[dict]:
+    """Add to each row its aggregate seq/s over the first row's (1 trial) and that over the number
+    of trials: the fraction of linear scaling."""
     single = rows[0]["aggregate seq/s"]
     for row in rows:
         row["aggregate/1 trial"] = row["aggregate seq/s"] / single
