@@ -24,7 +24,7 @@ from simvp_core.config import TrainConfig
 from simvp_core.execution import choose
 
 TINY_MODEL = {"c_s": 4, "c_t": 8, "n_t": 2}
-SIZES = bench.Sizes(presets=["simvpv2"], paths=["plain", "default", "default+fp32"],
+SIZES = bench.Sizes(presets=["simvpv2", "poolformer"], paths=["plain", "default", "default+fp32"],
                     budget=Budget(1, 2), augment_kinds=["none", "crop+flip"], data_batches=2,
                     eval_n=4, eval_batch=4, windows=2, replay_seeds=2, batch_size=2)
 
