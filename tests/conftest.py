@@ -10,6 +10,10 @@ Tests marked `cuda` skip, with the reason, where torch sees no CUDA GPU.
 Every test runs with SIMVP_MNIST_MIRRORS and SIMVP_MMNIST_TEST_URL pointing at a loopback port
 nobody listens on: an automatic fetch fails at once instead of downloading; tests that fetch point
 them at their own local server.
+
+The suite computes with one thread per process (OMP_NUM_THREADS=1 unless set): its models are
+tiny, and it runs trainings beside Ray's processes and its own subprocesses, where two threads
+waiting on each other at every small operation measured 6-10x slower than one.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts its thread pool; subprocesses inherit it
+import torch  # noqa: E402
 
 from simvp_core import data
 

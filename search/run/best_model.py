@@ -79,9 +79,11 @@ def _log(plan: Plan, tracker: Tracker, row: pd.Series, state: Path, folder: Path
                else np.zeros((EXAMPLE_SEQUENCES, *model.cfg.in_shape), dtype=np.float32))
     metric = plan.spec.metric
     tags = models.model_tags(plan.name, row["trial_id"], metric, float(row[metric]),
-                             {"test_mse": float(row["test_mse"]), "test_set": row["test_set"]})
+                             {"test_mse": float(row["test_mse"]), "test_set": row["test_set"],
+                              "precision": row.get("precision") or "unknown"})
     description = (f"Best of search {plan.name} by {metric} ({plan.spec.mode}): trial {row['trial_id']}, "
-                   f"{metric} {row[metric]:.5g}, test MSE {row['test_mse']:.5g} ({row['test_set']}).")
+                   f"{metric} {row[metric]:.5g}, test MSE {row['test_mse']:.5g} ({row['test_set']}; "
+                   f"computed in {row.get('precision') or 'an unrecorded precision'}).")
     version = models.register_best(tracker.uri, tracker.parent_run_id, plan.name, model, example, model_file,
                                    {"preset": preset, **{k: str(v) for k, v in overrides.items()}},
                                    tags, description)

@@ -60,10 +60,10 @@ def host(mnist_dir) -> Iterator[Host]:
     reason = missing_requirement()
     if reason:
         pytest.skip(f"launcher test: {reason}")
-    if sys.prefix != sys.base_prefix:
-        pytest.skip("launcher test: needs the project installed in a base python, not a venv "
-                    "(the cluster's venv reuses that python's packages)")
-    machine = Host(root=Path(f"/run/simvp-launcher-{os.getpid()}"), expose=[Path(sys.prefix)])
+    # this python's packages, and in a virtualenv the python it was made from (the node's venv
+    # reuses both: ray_cluster.onprem.yaml's .pth step)
+    prefixes = dict.fromkeys(Path(p).resolve() for p in (sys.prefix, sys.base_prefix))
+    machine = Host(root=Path(f"/run/simvp-launcher-{os.getpid()}"), expose=list(prefixes))
     try:
         machine.start()
         yield machine
@@ -162,6 +162,8 @@ def test_ray_up_search_and_ray_down_on_a_namespace_host(host: Host, mnist_dir,
     assert checked.stdout.split() == ["OK", str(cluster_file)], checked.stdout
 
     launcher(host, "up", "-y", str(cluster_file), timeout=400)
+    (reused,) = (home / "venv").glob("lib/python*/site-packages/simvp-reused-python.pth")
+    assert (sys.prefix in reused.read_text()) == (sys.prefix != sys.base_prefix)  # a venv's packages reused
     token_file = home / ".ray" / "auth_token"
     assert token_file.stat().st_mode & 0o077 == 0, oct(token_file.stat().st_mode)
     token = tmp_path / "cluster.token"  # fetched as docs/cluster.md says, while MLflow starts

@@ -294,6 +294,7 @@ def test_the_smoke_search_registers_its_best_model_and_one_line_loads_it(asha_se
     assert {k: version.tags[k] for k in ("search", "trial", "metric")} == {
         "search": "asha-smoke", "trial": top["trial_id"], "metric": "val_mse"}
     assert float(version.tags["value"]) == pytest.approx(top["val_mse"], rel=1e-5)
+    assert version.tags["precision"] == top["precision"]  # what the trial's metrics were computed in
     assert [v.version for v in client.search_model_versions("name = 'asha-smoke'")] == [version.version]
     assert (f"model:   registered asha-smoke version {version.version} (alias best): trial {top['trial_id']}, "
             f"val_mse {top['val_mse']:.5g}; load it with mlflow.pytorch.load_model('models:/asha-smoke@best')"
@@ -304,10 +305,11 @@ def test_the_smoke_search_registers_its_best_model_and_one_line_loads_it(asha_se
     seqs, source = load_test_set(int(top["test_size"]), TEST_SEED, data_dir=mnist_dir)
     assert source == top["test_set"]
     accumulator, batch = MetricAccumulator(), int(top["eval_batch_size"])
-    with torch.no_grad():
+    bf16 = top["precision"].startswith("bf16")  # the trial's test metrics: in the precision it ran
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(seqs), batch):
             inputs, targets = split_frames(to_float(seqs[start:start + batch]))
-            accumulator.update(model(inputs), targets)
+            accumulator.update(model(inputs).float(), targets)
     got = accumulator.compute()
     assert abs(got["mse"] - top["test_mse"]) <= 1e-4
     assert [got[m] for m in ("mae", "ssim", "psnr")] == pytest.approx(
