@@ -36,12 +36,8 @@ def positive(value) -> bool:
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "out" / "results.json"
-    with pytest.MonkeyPatch.context() as env:
-        # the spawned paths' OpenMP threads sleep when idle: with 1-step windows of a tiny model, the
-        # siblings' spin-waiting made each window about 20-50 times slower on 2 cores (times not checked)
-        env.setenv("OMP_WAIT_POLICY", "PASSIVE")
-        res = bench.run(torch.device("cpu"), quick=True, out=out, data_dir="sample", skip={"overhead"},
-                        sizes=SIZES, overrides=TINY_MODEL, command="test")
+    res = bench.run(torch.device("cpu"), quick=True, out=out, data_dir="sample", skip={"overhead"},
+                    sizes=SIZES, overrides=TINY_MODEL, command="test")
     assert multiprocessing.active_children() == []  # every path's process ended
     return res, out
 

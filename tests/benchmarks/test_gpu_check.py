@@ -24,10 +24,7 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 
 
 def script(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    # OpenMP threads that sleep when idle: on a shared 2-core machine, spin-waiting threads made the
-    # rehearsal about 3 times slower (163 s against 57 s, load average 3), in the spawned paths and
-    # trials and in its own training alike; no time is checked
-    env = {**os.environ, "PYTHON": sys.executable, "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "PYTHON": sys.executable}
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
