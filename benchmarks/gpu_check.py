@@ -106,7 +106,7 @@ def cuda_tests(timeout_s: float) -> dict:
 def training_rows(plan: Plan, data_dir: str, peak: tuple[float, str] | None, timeout_s: float) -> dict:
     """The training table; `timeout_s` for all of it, shared equally by the presets."""
     rows = training.training_table(plan.presets, plan.paths, plan.device, 16, plan.budget, data_dir,
-                                   plan.overrides, peak, isolate=True, timeout_s=timeout_s / len(plan.presets))
+                                   plan.overrides, peak, timeout_s=timeout_s / len(plan.presets))
     left_out = {p: why for p, why in LEFT_OUT.items() if p not in plan.paths}
     return {"rows": rows, "left_out": left_out}
 

@@ -276,9 +276,25 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def methods_table(curves: Curves, seeds: list[int]) -> list[dict[str, Any]]:
-    """One summary row per method of METHODS, over the replay seeds."""
-    return [{"search": m.name, **summary(curves, [replay(curves, m, s) for s in seeds])} for m in METHODS]
+def methods_outcomes(curves: Curves, seeds: list[int]) -> dict[str, list[Outcome]]:
+    """Each method of METHODS replayed with each replay seed, by method name."""
+    return {m.name: [replay(curves, m, s) for s in seeds] for m in METHODS}
+
+
+def methods_table(curves: Curves, seeds: list[int],
+                  outcomes: dict[str, list[Outcome]] | None = None) -> list[dict[str, Any]]:
+    """One summary row per method of METHODS, over the replay seeds (or the given outcomes)."""
+    outcomes = outcomes or methods_outcomes(curves, seeds)
+    return [{"search": name, **summary(curves, found)} for name, found in outcomes.items()]
+
+
+def per_seed(curves: Curves, outcomes: dict[str, list[Outcome]]) -> str:
+    """Trial-epochs to within the last target (0.5 %) per replay seed, a row per search: what the
+    summary's median, spread and count of that target summarise (tests recompute the first seeds)."""
+    rows = {name: [number(to_target(curves, o, TARGETS[-1])) for o in found] for name, found in outcomes.items()}
+    head = ["replay seed", *map(str, range(len(next(iter(rows.values())))))]
+    return "\n".join(["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1),
+                      *(f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows.items())])
 
 
 def sweep_table(curves: Curves, seeds: list[int]) -> list[dict[str, Any]]:
@@ -313,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"grid's best: val_mse {curves.best:.2f} (mean final over seeds); configurations within "
           f"{within}; budget {BUDGET} trial-epochs, {CONCURRENCY} trials at once, "
           f"{args.seeds} replay seeds\n")
-    print(markdown(methods_table(curves, seeds)))
+    outcomes = methods_outcomes(curves, seeds)
+    print(markdown(methods_table(curves, seeds, outcomes)))
+    print(f"\nTrial-epochs to within {TARGETS[-1]:.1%} of the best, per replay seed:\n")
+    print(per_seed(curves, outcomes))
     if args.sweep:
         print("\nTPE + ASHA (after) by grace period and reduction factor:\n")
         print(markdown(sweep_table(curves, seeds)))

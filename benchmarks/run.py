@@ -49,7 +49,6 @@ class Sizes:
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     concurrency_budget: Budget = Budget(50, 3)
     replay_seeds: int = 20
-    isolate: bool = True  # a fresh process per training measurement (False: faster, for tests)
     batch_size: int = 16  # the paper's batch for Table 5
 
 
@@ -138,7 +137,7 @@ def _training(sizes: Sizes, dev: str, data_dir: str, overrides: dict | None,
         peak_text = " No % of peak: " + ("no peak is known for this GPU." if dev == "cuda"
                                          else "it is reported for GPUs only.")
     rows = training.training_table(sizes.presets, sizes.paths, dev, sizes.batch_size, sizes.budget,
-                                   data_dir, overrides, peak, isolate=sizes.isolate)
+                                   data_dir, overrides, peak)
     ran = "; ".join(f"{path} = {what}" for path, what in rows[0]["precision"].items()) if rows else "-"
     return rows, NOTES["training"].format(
         batch=sizes.batch_size, windows=sizes.budget.windows, steps=sizes.budget.window_steps,

@@ -5,7 +5,7 @@ the loss read-back) for one warm-up epoch and then `windows` timed epochs of `wi
 the epoch's own `seq_per_s` (training only, validation excluded, ended by the loss read-back that
 waits for the device) is one window, and the median of the windows is reported. The paths of a
 preset take turns window by window, so that the machine's changing load hits them alike; each has
-its own process by default, so that memory peaks and compile caches do not leak between them.
+its own process, so that memory peaks and compile caches do not leak between them.
 """
 
 from __future__ import annotations
@@ -135,12 +135,12 @@ class PathRun:
     def window(self) -> None:
         self.rates.append(self.trainer.train_epoch()["seq_per_s"])
 
-    def result(self, own_process: bool) -> dict:
-        """Median seq/s of the timed windows, the windows, and the peak memory (only meaningful
-        when the run had its process to itself, else None)."""
+    def result(self) -> dict:
+        """Median seq/s of the timed windows, the windows, and the peak memory (of the process: the
+        run has it to itself)."""
         timed = self.rates[1:]
         return {"seq_per_s": statistics.median(timed), "windows_seq_per_s": timed,
-                "warmup_seq_per_s": self.rates[0], "peak_mib": self.memory.mib() if own_process else None,
+                "warmup_seq_per_s": self.rates[0], "peak_mib": self.memory.mib(),
                 "precision": self.trainer.precision}
 
 
@@ -154,7 +154,7 @@ def _turn_worker(index: int, turns: list, results: Any, args: tuple, windows: in
             turns[index].clear()
             run.window()
             turns[(index + 1) % len(turns)].set()
-        results.put((index, run.result(own_process=True)))
+        results.put((index, run.result()))
     except BaseException as e:  # report it: the parent stops the others
         results.put((index, {"error": f"{type(e).__name__}: {e}"}))
 
@@ -190,22 +190,12 @@ def _collect(procs: list, results: Any, timeout_s: float) -> list[tuple[int, dic
 
 
 def measure_paths(preset: str, paths: list[str], device: str, batch_size: int, budget: Budget,
-                  data_dir: str | Path | None, overrides: dict | None = None, isolate: bool = True,
+                  data_dir: str | Path | None, overrides: dict | None = None,
                   timeout_s: float = 3600.0) -> dict[str, dict]:
     """Each path's training seq/s and peak memory, the paths taking turns window by window, so
-    that a change in the machine's load affects all of them alike.
-
-    isolate: each path in its own spawned process (clean memory peaks and compile caches; only one
-    computes at a time); else all in this process (faster to start, no memory figures).
-    """
+    that a change in the machine's load affects all of them alike; each path in its own spawned
+    process (clean memory peaks and compile caches; only one computes at a time)."""
     windows = budget.windows + 1
-    if not isolate:
-        digits = load_digits(data_dir)
-        runs = [PathRun(preset, p, device, batch_size, budget, digits, overrides) for p in paths]
-        for _ in range(windows):
-            for run in runs:
-                run.window()
-        return {p: run.result(own_process=False) for p, run in zip(paths, runs)}
     ctx = multiprocessing.get_context("spawn")
     turns, results = [ctx.Event() for _ in paths], ctx.Queue()
     procs = [ctx.Process(target=_turn_worker, args=(
@@ -233,9 +223,15 @@ def counted_tflops(gmacs_per_seq: float, seq_per_s: float) -> float:
     return gmacs_per_seq * 1e9 * TRAINING_STEP_FLOPS_PER_MAC * seq_per_s / 1e12
 
 
+def speedup(windows: list[float], base: list[float]) -> float:
+    """The median over rounds of a path's window over the baseline's window of the same round (window
+    i of every path ran in round i, under similar load), not the ratio of the two medians."""
+    return statistics.median(w / b for w, b in zip(windows, base, strict=True))
+
+
 def training_table(presets: list[str], paths: list[str], device: str, batch_size: int,
                    budget: Budget, data_dir: str | Path | None, overrides: dict | None = None,
-                   peak: tuple[float, str] | None = None, isolate: bool = True,
+                   peak: tuple[float, str] | None = None,
                    log: Callable[[str], None] = print, timeout_s: float = 3600.0) -> list[dict]:
     """One row per preset: median seq/s and peak memory per path; each path's speed over plain's
     (the median over rounds of the ratio of the two windows of a round); the default path's counted
@@ -245,16 +241,14 @@ def training_table(presets: list[str], paths: list[str], device: str, batch_size
     rows = []
     for preset in presets:
         row: dict[str, Any] = {"preset": preset, "GMACs/seq": gmacs(preset, overrides)}
-        results = measure_paths(preset, paths, device, batch_size, budget, data_dir, overrides, isolate,
-                                timeout_s)
+        results = measure_paths(preset, paths, device, batch_size, budget, data_dir, overrides, timeout_s)
         for path in paths:
             log(f"  training {preset:<11} {path:<19} {results[path]['seq_per_s']:9.2f} seq/s")
         base = results[BASELINE]["windows_seq_per_s"]
         for path in paths:
             row[f"{path} seq/s"] = results[path]["seq_per_s"]
-            if path != BASELINE:  # window i of every path ran in the same round, under similar load
-                row[f"{path}/plain"] = statistics.median(
-                    w / b for w, b in zip(results[path]["windows_seq_per_s"], base))
+            if path != BASELINE:
+                row[f"{path}/plain"] = speedup(results[path]["windows_seq_per_s"], base)
         for path in (BASELINE, DEFAULT):
             row[f"{path} peak MiB"] = results[path]["peak_mib"]
         row["default TFLOP/s"] = counted_tflops(row["GMACs/seq"], row["default seq/s"])
@@ -323,6 +317,12 @@ def concurrency_table(preset: str, device: str, counts: list[int], batch_size: i
                                                       data_dir, overrides, timeout_s)}
         log(f"  {n} concurrent trial(s): {row['aggregate seq/s']:.2f} seq/s in all")
         rows.append(row)
+    return scaling(rows)
+
+
+def scaling(rows: list[dict]) -> list[dict]:
+    """Add to each row its aggregate seq/s over the first row's (1 trial) and that over the number
+    of trials: the fraction of linear scaling."""
     single = rows[0]["aggregate seq/s"]
     for row in rows:
         row["aggregate/1 trial"] = row["aggregate seq/s"] / single

@@ -35,12 +35,11 @@ from benchmarks.replay import (
     Method,
     Outcome,
     markdown,
-    number,
     optuna_searcher,
     replay,
     summary,
-    to_target,
 )
+from benchmarks.replay import per_seed as replay_per_seed
 from search.run import warm
 from search.space import SearchSpec
 
@@ -112,13 +111,10 @@ def warm_table(curves: Curves, found: Replays) -> list[dict[str, Any]]:
 
 
 def per_seed(curves: Curves, found: Replays, label: str = "TPE + ASHA") -> str:
-    """Trial-epochs to within 0.5 % of the best per replay seed, cold and warm: what the medians of
-    `label`'s rows summarise (a test recomputes the first seeds)."""
-    rows = {start: [number(to_target(curves, o, TARGETS[-1])) for o in found.outcomes[f"{label}, {start}"]]
-            for start in ("cold", "warm")}
-    head = ["replay seed", *map(str, range(len(rows["cold"])))]
-    return "\n".join(["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1),
-                      *(f"| {label}, {start} | " + " | ".join(cells) + " |" for start, cells in rows.items())])
+    """Trial-epochs to within 0.5 % of the best per replay seed, `label` cold and warm: what the
+    medians of its rows summarise (a test recomputes the first seeds)."""
+    return replay_per_seed(curves, {f"{label}, {start}": found.outcomes[f"{label}, {start}"]
+                                    for start in ("cold", "warm")})
 
 
 def main(argv: list[str] | None = None) -> int:

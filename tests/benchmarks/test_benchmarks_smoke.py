@@ -1,5 +1,6 @@
 """The benchmark command at minimal sizes: table structure, positive finite numbers, JSON written.
 
+The training table runs as the command runs it, each path in its own spawned process taking turns.
 No timing is asserted (the numbers depend on the machine and its load). The platform-overhead
 table starts Ray and is left out of the run (skip), but its space file and timer are tested; the
 concurrency table is GPU only in the command; its function runs on the CPU in the GPU check's
@@ -8,6 +9,7 @@ rehearsal (test_gpu_check.py).
 
 import json
 import math
+import multiprocessing
 import sys
 
 import pytest
@@ -22,10 +24,9 @@ from simvp_core.config import TrainConfig
 from simvp_core.execution import choose
 
 TINY_MODEL = {"c_s": 4, "c_t": 8, "n_t": 2}
-SIZES = bench.Sizes(presets=["simvpv2", "poolformer"], paths=["plain", "default", "default+fp32"],
+SIZES = bench.Sizes(presets=["simvpv2"], paths=["plain", "default"],  # the two the table requires
                     budget=Budget(1, 2), augment_kinds=["none", "crop+flip"], data_batches=2,
-                    eval_n=4, eval_batch=4, windows=2, replay_seeds=2, isolate=False,
-                    batch_size=4)
+                    eval_n=4, eval_batch=4, windows=2, replay_seeds=2, batch_size=2)
 
 
 def positive(value) -> bool:
@@ -37,6 +38,7 @@ def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "out" / "results.json"
     res = bench.run(torch.device("cpu"), quick=True, out=out, data_dir="sample", skip={"overhead"},
                     sizes=SIZES, overrides=TINY_MODEL, command="test")
+    assert multiprocessing.active_children() == []  # every path's process ended
     return res, out
 
 
@@ -49,22 +51,23 @@ def test_json_is_written_with_machine_and_every_table_not_skipped(result):
     assert all(t["note"] for t in written["tables"].values())
 
 
-def test_training_table_has_a_row_per_preset_and_positive_ratios(result):
-    rows = result[0]["tables"]["training"]["rows"]
+def test_training_table_has_a_row_per_preset_measured_by_a_process_per_path(result):
+    res, out = result
+    rows = res["tables"]["training"]["rows"]
+    assert rows == json.loads(out.read_text())["tables"]["training"]["rows"]  # as written
     assert [r["preset"] for r in rows] == SIZES.presets
     for row in rows:
         for path in SIZES.paths:
             assert positive(row[f"{path} seq/s"]), path
             assert len(row["windows"][path]) == SIZES.budget.windows
-        for path in ("default", "default+fp32"):
-            assert positive(row[f"{path}/plain"])
-            rounds = [w / b for w, b in zip(row["windows"][path], row["windows"]["plain"])]
-            assert min(rounds) <= row[f"{path}/plain"] <= max(rounds)
-        assert row["plain peak MiB"] is None  # measured in one process: no memory per path
+            assert all(map(positive, row["windows"][path])) and positive(row["warm-up seq/s"][path])
+        assert positive(row["default/plain"])
+        # a peak memory per path: only a path that had a process to itself reports one
+        assert positive(row["plain peak MiB"]) and positive(row["default peak MiB"])
         assert positive(row["GMACs/seq"]) and positive(row["default TFLOP/s"])
         assert "default % of peak" not in row  # CPU: no peak FLOP/s to compare with
         # what each path ran, as its trainer said it
-        assert row["precision"]["plain"] == row["precision"]["default+fp32"] == "fp32, contiguous"
+        assert row["precision"]["plain"] == "fp32, contiguous"
         assert row["precision"]["default"] == choose(TrainConfig(), torch.device("cpu")).precision
 
 
@@ -81,8 +84,10 @@ def test_data_table_compares_generation_with_the_trainers_consumption(result):
         (k, p) for k in SIZES.augment_kinds for p in SIZES.presets]
     for row in rows:
         assert row["trainer seq/s"] == consumed[row["preset"]]
-        assert positive(row["generated seq/s"]) and positive(row["generated/consumed"])
-        assert row["data % of step"] == pytest.approx(100 / row["generated/consumed"])
+        assert positive(row["generated seq/s"])
+        # making a batch costs a small share of a training step (RESULTS.md: 0.1-0.3 %): the ratios
+        # point the right way
+        assert row["generated/consumed"] > 2 and 0 < row["data % of step"] < 50
 
 
 def test_evaluation_table_has_metrics_only_then_one_row_per_preset(result):

