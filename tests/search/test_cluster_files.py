@@ -119,7 +119,7 @@ def test_broken_copies_are_rejected_naming_the_file(tmp_path: Path, name: str) -
 def test_unusable_yaml_is_a_value_error_naming_the_file(tmp_path: Path, text: str) -> None:
     path = tmp_path / "odd.yaml"
     path.write_text(text)
-    with pytest.raises(ValueError, match=re.escape(str(path))):
+    with pytest.raises(ValueError, match=re.escape(f"{path.name}: line ")):  # (a long path is cut in its middle)
         validate_cluster_file(path)
 
 
@@ -332,4 +332,4 @@ def test_files_that_cannot_be_read_safely_are_one_line_each_on_stderr(tmp_path: 
     assert len(lines) == len(bad) and all(len(line) <= 300 for line in lines), lines
     for path, line, words in zip(bad, lines, ("expand it to over 100,000 values", "nest", "refused unread",
                                              "a FIFO (named pipe)")):
-        assert line.startswith(f"ERROR {path}: ") and words in line, line
+        assert line.startswith("ERROR /") and f"{path.name}: " in line and words in line, line
