@@ -13,6 +13,7 @@ from torch import Tensor
 
 from simvp_core.config import TrainConfig, fields_in
 from simvp_core.files import FileError, open_regular
+from simvp_core.oneline import clip
 
 VERSION = 1
 KEYS = frozenset({"version", "config", "epoch", "history", "model", "optimizer", "scheduler", "rng_cpu"})
@@ -63,7 +64,7 @@ def check(state: object, cfg: TrainConfig, model: dict[str, Tensor], n_params: i
     if learning_fields(saved) != learning_fields(cfg):
         diff = ", ".join(f"{k} {v!r} (now {getattr(cfg, k)!r})"
                          for k, v in learning_fields(saved).items() if getattr(cfg, k) != v)
-        raise CheckpointError(f"written for a different config: {clip(diff)}; resume with the same settings "
+        raise CheckpointError(f"written for a different config: {clip(diff, 120)}; resume with the same settings "
                               "or start a new run")
     _check_weights(state["model"], cfg, model, n_params)
     _check_progress(state, cfg.epochs)
@@ -103,7 +104,3 @@ def _check_progress(state: dict, epochs: int) -> None:
 def first_line(e: BaseException, limit: int = 64) -> str:
     """An exception's first line, clipped: torch's messages run to many lines."""
     return clip((str(e).strip().splitlines() or [type(e).__name__])[0], limit)
-
-
-def clip(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -29,7 +29,7 @@ from typing import IO
 from simvp_core import env
 from simvp_core.data import mnist
 from simvp_core.files import make_folder, write_error
-from simvp_core.oneline import OneLineParser, print_error, short_path
+from simvp_core.oneline import OneLineParser, clip, print_error, short_path
 
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 TEST_SET_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
@@ -63,7 +63,7 @@ def brief(reasons: list[str], limit: int) -> str:
         return by_folder
     whys = "; ".join(dict.fromkeys(why for _, why in pairs))
     text = f"{len(reasons)} source{'s' if len(reasons) > 1 else ''}: {whys}"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return clip(text, limit)
 
 
 class _SourceFailed(Exception):

@@ -24,6 +24,12 @@ def printable(text: object) -> str:
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
+def clip(text: object, limit: int) -> str:
+    """str(text), its end replaced by '...' when longer than `limit`."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def clip_middle(text: str, limit: int) -> str:
     """text, its middle replaced by ' ... ' when longer than `limit`: what is wrong (the start) and
     the fix (the end) both stay."""

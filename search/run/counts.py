@@ -18,7 +18,7 @@ from typing import Any
 
 from search.metric import finite
 from search.run.rows import FINISHED_STATES
-from simvp_core.oneline import duration
+from simvp_core.oneline import clip, duration
 
 PERIOD_S = 10.0
 ENDED = ("completed", "stopped", "errored", "diverged")  # the outcomes of results.parquet
@@ -133,7 +133,7 @@ def trial_line(trial: Any, result: str, done: int, total: int, metric: str, mode
 def _params(config: dict[str, Any], limit: int = 160) -> str:
     """The trial's searched values, cut short past `limit` characters."""
     text = " ".join(f"{k}={_fmt(v)}" for k, v in config.items() if v is not None)
-    return "" if not text else ", " + (text if len(text) <= limit else text[:limit - 3] + "...")
+    return ", " + clip(text, limit) if text else ""
 
 
 def _fmt(v: Any) -> str:

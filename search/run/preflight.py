@@ -20,7 +20,7 @@ from search.space.schema import VALUE_KINDS
 from simvp_core import memory
 from simvp_core.config import ConfigError, fields_in
 from simvp_core.files import read_bytes
-from simvp_core.oneline import printable, short_path
+from simvp_core.oneline import clip, printable, short_path
 
 if TYPE_CHECKING:
     from search.space import SearchSpec
@@ -44,8 +44,7 @@ class PreflightError(ValueError):
 
 
 def _quoted(text: str, limit: int = 60) -> str:
-    text = printable(text)
-    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+    return repr(clip(printable(text), limit))
 
 
 # -- where the search runs and logs --------------------------------------------------------------

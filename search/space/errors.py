@@ -12,9 +12,10 @@ import annotated_types as at
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from search.space.limits import QUOTE_CHARS, brief, clip
+from search.space.limits import QUOTE_CHARS, brief
 from search.space.schema import KINDS, RANGE_KINDS, SpaceFile
 from simvp_core.config import FIELD_TYPES, did_you_mean, expectation, show, without_none
+from simvp_core.oneline import clip
 
 KEY_CHARS = 80  # a key path (it may hold a user's key) is cut to this
 BODY_CHARS = 270  # key + what + expected, at most (the file name comes before)

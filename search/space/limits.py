@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from simvp_core import env
+from simvp_core.oneline import clip
 
 MAX_TRIALS = 10_000  # trials per search; override with the environment variable SIMVP_MAX_TRIALS
 MAX_FILE_BYTES = 1_000_000  # a space file is a few kB; anything over 1 MB is refused unparsed
@@ -32,11 +33,6 @@ def cap_hint() -> str:
 def brief(value: Any, limit: int = QUOTE_CHARS) -> str:
     """repr(value), cut to `limit` characters with an ellipsis."""
     return clip(repr(value), limit)
-
-
-def clip(text: str, limit: int) -> str:
-    text = str(text)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def grid_size(space: tuple) -> tuple[int, bool]:

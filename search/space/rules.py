@@ -9,7 +9,7 @@ from typing import Any
 
 from search.space.errors import SpaceError
 from search.space.index import RowIndex, SameIndex, same
-from search.space.limits import brief, cap_hint, clip, grid_size, max_trials
+from search.space.limits import brief, cap_hint, grid_size, max_trials
 from search.space.schema import (
     BUDGET_KEYS,
     KINDS,
@@ -24,6 +24,7 @@ from search.space.schema import (
 )
 from search.space.spec import Param, SearchSpec, expand, on_step, show_when
 from simvp_core.config import TrainConfig, did_you_mean
+from simvp_core.oneline import clip
 from simvp_core.presets import resolve_model_config
 
 
