@@ -85,8 +85,6 @@ def evaluate_file(path: str, data_dir: str | None, test_size: int, batch_size: i
     """The report of a saved model on the test set: preset, overrides, params, precision, test set,
     sequences and the metrics; ConvertError, ValueError or DataNotFoundError (one line) when it
     cannot be made."""
-    import torch
-
     from simvp_core import memory
     from simvp_core.convert import load_model
     from simvp_core.execution import choose
@@ -98,10 +96,9 @@ def evaluate_file(path: str, data_dir: str | None, test_size: int, batch_size: i
     memory.check(memory.evaluation(model.cfg, test_size, batch_size), "this evaluation")
     where = resolve_device(device)
     execution = choose(TrainConfig(device=device, amp=amp, memory_format=memory_format), where)
-    if execution.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = execution.place(model, where)
     seqs, source = test_sequences(test_size, data_dir)
-    metrics = evaluate_model(model.to(where), seqs, batch_size, where, execution.amp_dtype)
+    metrics = evaluate_model(model, seqs, batch_size, where, execution.amp_dtype)
     return {"preset": preset, "overrides": overrides, "params": count_params(model),
             "precision": execution.precision, "device": str(where), "test_set": source,
             "sequences": len(seqs), **metrics}

@@ -30,6 +30,11 @@ class Execution:
     compile_mode: str | None
     precision: str  # e.g. "bf16 autocast, channels_last (auto: CPU has native bf16: avx512_bf16)"
 
+    def place(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The model on `device`, in this execution's memory format."""
+        model = model.to(device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
     """(whether `device` computes bf16 natively, the evidence in words)."""

@@ -88,9 +88,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # shapes are fixed: autotune each conv once
 
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.preset, **cfg.model_overrides()).to(self.device)
-        if self.execution.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.execution.place(build_model(cfg.preset, **cfg.model_overrides()), self.device)
         self.n_params = count_params(self.model)
         self.forward = self.model  # evaluation runs eager: once per epoch, not worth a compile
         self._loss = self._compiled_loss(self.execution.compile_mode)
