@@ -18,10 +18,11 @@ from typing import Any
 
 from search.metric import finite
 from search.run.rows import FINISHED_STATES
+from search.runfolder.results import STATUSES
 from simvp_core.oneline import clip, duration
 
 PERIOD_S = 10.0
-ENDED = ("completed", "stopped", "errored", "diverged")  # the outcomes of results.parquet
+ENDED = STATUSES  # the outcomes of results.parquet
 FAILED = ("errored", "diverged")
 
 
