@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simvp_core import env
+from simvp_core.oneline import size
 from simvp_core.presets import ModelConfig, resolve_model_config
 
 if TYPE_CHECKING:
@@ -80,15 +81,6 @@ class Estimate:
         shown = sorted((p for p in self._parts(host_only) if p.setting), key=lambda p: -p.bytes)[:parts]
         detail = "; ".join(f"{p.setting}: {size(p.bytes)} {p.what}" for p in shown)
         return f"about {size(self.total(host_only))}" + (f" ({detail})" if detail else "")
-
-
-def size(n: float) -> str:
-    """Bytes in words: 812 MB, 3.4 GB, 82 TB."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
-    return f"{int(n)} B"
 
 
 def activation_floats(cfg: ModelConfig) -> float:

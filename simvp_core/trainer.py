@@ -29,7 +29,7 @@ from simvp_core.files import make_folder
 from simvp_core.losses import total_loss
 from simvp_core.metrics import MetricAccumulator
 from simvp_core.models import build_model, count_params
-from simvp_core.oneline import duration
+from simvp_core.oneline import duration, size
 from simvp_core.outputs import CHECKPOINT_FILE, METRICS_FILE
 
 VAL_SEED = 1_000_003  # the validation set is the same for every trial, whatever its seed
@@ -59,8 +59,8 @@ def check_memory(cfg: TrainConfig, device: torch.device) -> None:
         on_device = estimate.total() - estimate.total(host_only=True)
         if on_device > free:
             raise memory.MemoryLimitError(
-                f"this training needs {memory.size(on_device)} on {device} ({estimate.describe(parts=2)}), "
-                f"but {memory.size(free)} is free there; lower {estimate.largest().lower or 'its sizes'}")
+                f"this training needs {size(on_device)} on {device} ({estimate.describe(parts=2)}), "
+                f"but {size(free)} is free there; lower {estimate.largest().lower or 'its sizes'}")
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 from search.run.interrupts import Interrupts
-from simvp_core.memory import size
+from simvp_core.oneline import size
 
 CHECK_EVERY_S = 2.0
 

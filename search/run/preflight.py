@@ -20,7 +20,7 @@ from search.space.schema import VALUE_KINDS
 from simvp_core import memory
 from simvp_core.config import ConfigError, fields_in
 from simvp_core.files import read_bytes
-from simvp_core.oneline import clip, printable, short_path
+from simvp_core.oneline import clip, printable, short_path, size
 
 if TYPE_CHECKING:
     from search.space import SearchSpec
@@ -208,7 +208,7 @@ def check_memory(spec: SearchSpec, at_once: int) -> str:
     room, source = memory.available()
     where = " of host memory (activations on the GPU)" if gpu else ""
     return (f"memory: {estimate.describe(host_only=gpu, parts=2)} per trial{where}, {at_once} at once; "
-            f"{memory.size(room)} {source}")
+            f"{size(room)} {source}")
 
 
 def checkpoint_bytes(spec: SearchSpec) -> int:
@@ -237,12 +237,12 @@ def check_disk(storage_root: Path, spec: SearchSpec, at_once: int) -> str:
         return "disk: free space unknown"
     free, need = stats.f_bavail * stats.f_frsize, disk_need(spec, at_once)
     if free < need:
-        raise PreflightError(f"--storage {short_path(storage_root)}: {memory.size(free)} free on its disk, but "
-                             f"{at_once} trial(s) at once need about {memory.size(need)} for checkpoints and results; "
+        raise PreflightError(f"--storage {short_path(storage_root)}: {size(free)} free on its disk, but "
+                             f"{at_once} trial(s) at once need about {size(need)} for checkpoints and results; "
                              "free some space or pass another --storage")
     total = spec.total_trials() * per_trial
-    return (f"disk: about {memory.size(per_trial)} per trial checkpoint ({memory.size(total)} for all "
-            f"{spec.total_trials()}), {memory.size(free)} free")
+    return (f"disk: about {size(per_trial)} per trial checkpoint ({size(total)} for all "
+            f"{spec.total_trials()}), {size(free)} free")
 
 
 def _model(cfg: Any) -> Any:
