@@ -145,7 +145,9 @@ class Host:
             lines += [f"mkdir -p {stash}/{i}", f"mount --bind {shlex.quote(str(path))} {stash}/{i}"]
         for folder, paths in overlay.items():
             mode = "1777" if folder == Path("/tmp") else "755"
-            lines.append(f"mount -t tmpfs -o mode={mode} tmpfs {shlex.quote(str(folder))}")
+            # (a folder under /tmp is gone once /tmp is the fresh tmpfs: made again first)
+            lines += [f"mkdir -p {shlex.quote(str(folder))}",
+                      f"mount -t tmpfs -o mode={mode} tmpfs {shlex.quote(str(folder))}"]
             for path in paths:
                 i = kept.index(path)
                 lines += [f"mkdir -p {shlex.quote(str(path))}",
